@@ -1,0 +1,283 @@
+"""Projectors as precomputed sparse linear maps between a canonical tensor and N views.
+
+A projector maps a canonical tensor ``z`` of shape ``[C, *canonical_shape]`` to views ``w`` of shape
+``[N, C, h, w]`` by a fixed sparse linear map F (per view i: ``w_i = F_i z``), precomputed once:
+
+* ``index[i, p, t]``  flat canonical index of tap t of view pixel p (``[N, h*w, T]``, int64)
+* ``weight[i, p, t]`` its interpolation weight (``[N, h*w, T]``, >= 0; padding taps have weight 0)
+* ``pixel_weight[i, p]`` W_i: how much view pixel p is trusted when fusing (``[N, h*w]``, >= 0; 0 on
+  background; e.g. cos(view ray, normal)^k for meshes)
+
+Everything per step is a gather (``project``) or a scatter-add (``adjoint``/``unproject``): no geometry
+is recomputed per step. ``aggregate`` is the least-squares fuse A({w_i}) of DESIGN.md: for 1-to-1 and
+1-to-n maps (every pixel reads one texel with weight 1) the closed form value/weight *is* the
+least-squares solution; for n-to-1 maps (multiplane images, splats) it is solved by conjugate
+gradients on the normal equations, warm-started from the previous canonical value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+ViewSelection = Sequence[int] | torch.Tensor | None
+
+
+@dataclass
+class SparseViewMap:
+    """The precomputed taps of a projector (see module docstring for shapes)."""
+
+    index: torch.Tensor  # [N, P, T] int64, flat canonical index
+    weight: torch.Tensor  # [N, P, T] float, interpolation weights
+    pixel_weight: torch.Tensor  # [N, P] float, fusion trust per view pixel (0 = background)
+
+    def to(self, device: torch.device | str) -> "SparseViewMap":
+        return SparseViewMap(self.index.to(device), self.weight.to(device), self.pixel_weight.to(device))
+
+    def select(self, views: torch.Tensor) -> "SparseViewMap":
+        return SparseViewMap(self.index[views], self.weight[views], self.pixel_weight[views])
+
+
+class Projector:
+    """Base of every projector: canonical ``[C, *canonical_shape]`` <-> views ``[N, C, h, w]``.
+
+    Subclasses compute the geometry and call ``super().__init__`` with the taps. ``nearest`` taps
+    (one tap per pixel) are used to project noise, which bilinear taps would blur (lower variance).
+
+    Attributes:
+        n_views: N.
+        view_hw: (h, w) of each view.
+        canonical_shape: spatial shape of the canonical tensor (channels excluded), e.g. (H, W).
+        n_to_one: True when a view pixel mixes several canonical elements by design (multiplane
+            images, splats): then views start from independent noise and ``aggregate`` solves a
+            least-squares problem iteratively (SyncTweedies A1).
+    """
+
+    n_to_one: bool = False
+    kind: str = "projector"
+
+    def __init__(
+        self,
+        taps: SparseViewMap,
+        view_hw: tuple[int, int],
+        canonical_shape: tuple[int, ...],
+        nearest: SparseViewMap | None = None,
+    ) -> None:
+        n, p, _ = taps.index.shape
+        if p != view_hw[0] * view_hw[1]:
+            raise ValueError(f"taps cover {p} pixels per view but view_hw={view_hw} has {view_hw[0] * view_hw[1]}")
+        if (taps.weight < 0).any() or (taps.pixel_weight < 0).any():
+            raise ValueError("projector weights must be non-negative")
+        self.n_views = n
+        self.view_hw = (int(view_hw[0]), int(view_hw[1]))
+        self.canonical_shape = tuple(int(s) for s in canonical_shape)
+        self.taps = taps
+        self.nearest_taps = nearest if nearest is not None else taps
+        self._groups: list[list[int]] | None = None
+
+    # ----------------------------------------------------------------------------------------------
+    # device / selection helpers
+    @property
+    def device(self) -> torch.device:
+        return self.taps.index.device
+
+    @property
+    def canonical_size(self) -> int:
+        return math.prod(self.canonical_shape)
+
+    def to(self, device: torch.device | str) -> "Projector":
+        """Move the precomputed taps (in place) to ``device``; returns self."""
+        device = torch.device(device)
+        if self.taps.index.device != device:
+            same = self.nearest_taps is self.taps
+            self.taps = self.taps.to(device)
+            self.nearest_taps = self.taps if same else self.nearest_taps.to(device)
+        return self
+
+    def _view_ids(self, views: ViewSelection) -> torch.Tensor:
+        if views is None:
+            return torch.arange(self.n_views, device=self.device)
+        ids = torch.as_tensor(views, dtype=torch.long, device=self.device).reshape(-1)
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.n_views):
+            raise ValueError(f"view ids {ids.tolist()} out of range for a projector with {self.n_views} views")
+        return ids
+
+    def _flat(self, z: torch.Tensor) -> torch.Tensor:
+        if tuple(z.shape[1:]) != self.canonical_shape:
+            raise ValueError(
+                f"canonical tensor has shape {tuple(z.shape)}, expected [C, {', '.join(map(str, self.canonical_shape))}]"
+            )
+        return z.reshape(z.shape[0], -1)
+
+    # ----------------------------------------------------------------------------------------------
+    # the linear map and its transpose
+    def project(self, z: torch.Tensor, views: ViewSelection = None, nearest: bool = False) -> torch.Tensor:
+        """F z: canonical ``[C, *canonical_shape]`` -> views ``[n, C, h, w]`` (n = len(views) or N)."""
+        ids = self._view_ids(views)
+        taps = (self.nearest_taps if nearest else self.taps).select(ids)
+        zf = self._flat(z)
+        n, p, t = taps.index.shape
+        gathered = zf[:, taps.index.reshape(-1)].reshape(zf.shape[0], n, p, t)
+        out = (gathered * taps.weight.to(zf.dtype).unsqueeze(0)).sum(-1)  # [C, n, P]
+        return out.permute(1, 0, 2).reshape(n, zf.shape[0], *self.view_hw)
+
+    def _scatter(self, values: torch.Tensor, taps: SparseViewMap) -> torch.Tensor:
+        """sum over views, pixels, taps of weight * values into canonical: values [n, C, P] -> [C, K]."""
+        c = values.shape[1]
+        contrib = values.unsqueeze(-1) * taps.weight.to(values.dtype).unsqueeze(1)  # [n, C, P, T]
+        contrib = contrib.permute(1, 0, 2, 3).reshape(c, -1)
+        out = torch.zeros(c, self.canonical_size, dtype=values.dtype, device=values.device)
+        return out.index_add_(1, taps.index.reshape(-1), contrib)
+
+    def _check_views(self, w: torch.Tensor, ids: torch.Tensor) -> None:
+        if w.dim() != 4 or w.shape[0] != ids.numel() or tuple(w.shape[2:]) != self.view_hw:
+            raise ValueError(
+                f"views have shape {tuple(w.shape)}, expected [{ids.numel()}, C, {self.view_hw[0]}, {self.view_hw[1]}]"
+            )
+
+    def adjoint(self, w: torch.Tensor, views: ViewSelection = None) -> torch.Tensor:
+        """F^T w (no pixel weights): views ``[n, C, h, w]`` -> canonical ``[C, *canonical_shape]``."""
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        taps = self.taps.select(ids)
+        out = self._scatter(w.reshape(w.shape[0], w.shape[1], -1), taps)
+        return out.reshape(w.shape[1], *self.canonical_shape)
+
+    def unproject(self, w: torch.Tensor, views: ViewSelection = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_i F_i^T W_i w_i, sum_i F_i^T W_i 1): ``([C, *S], [1, *S])``."""
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        taps = self.taps.select(ids)
+        pw = taps.pixel_weight.to(w.dtype).unsqueeze(1)  # [n, 1, P]
+        wf = w.reshape(w.shape[0], w.shape[1], -1)
+        num = self._scatter(wf * pw, taps)
+        den = self._scatter(pw.expand(-1, 1, -1).contiguous(), taps)
+        return num.reshape(w.shape[1], *self.canonical_shape), den.reshape(1, *self.canonical_shape)
+
+    def coverage(self, views: ViewSelection = None) -> torch.Tensor:
+        """Bool ``[*canonical_shape]``: canonical elements that some selected view pixel reads (with W > 0)."""
+        ids = self._view_ids(views)
+        taps = self.taps.select(ids)
+        ones = (taps.pixel_weight > 0).to(taps.weight.dtype).unsqueeze(1)
+        return (self._scatter(ones, taps)[0] > 0).reshape(self.canonical_shape)
+
+    def coverage_fraction(self, views: ViewSelection = None) -> float:
+        return float(self.coverage(views).float().mean())
+
+    # ----------------------------------------------------------------------------------------------
+    # fusing
+    def aggregate(
+        self,
+        w: torch.Tensor,
+        previous: torch.Tensor | None = None,
+        views: ViewSelection = None,
+        iterations: int = 30,
+    ) -> torch.Tensor:
+        """Least-squares fuse ``argmin_z sum_i ||W_i^(1/2) (F_i z - w_i)||^2`` -> ``[C, *S]``.
+
+        Uncovered canonical elements keep ``previous`` (zeros when None). For n-to-1 maps the solve
+        runs ``iterations`` of conjugate gradients on the normal equations, warm-started from
+        ``previous`` (or from the closed form when None).
+        """
+        num, den = self.unproject(w, views)
+        covered = den > 0
+        closed = torch.where(covered, num / den.clamp_min(1e-12), torch.zeros_like(num))
+        if previous is not None:
+            closed = torch.where(covered, closed, previous.to(closed.dtype))
+        if self.n_to_one and iterations > 0:
+            start = previous.to(closed.dtype) if previous is not None else closed
+            closed = self._solve_normal_equations(w, num, covered, start, views, iterations)
+        return closed.to(w.dtype)
+
+    def _normal_operator(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """F^T W F z for the selected views."""
+        fz = self.project(z, ids)
+        pw = self.taps.pixel_weight[ids].reshape(len(ids), 1, *self.view_hw).to(fz.dtype)
+        return self.adjoint(fz * pw, ids)
+
+    def _solve_normal_equations(self, w, rhs, covered, start, views, iterations) -> torch.Tensor:
+        """Conjugate gradients for (F^T W F) z = F^T W w on the covered elements, from ``start``."""
+        ids = self._view_ids(views)
+        mask = covered.to(rhs.dtype)
+        z = start.clone()
+        r = (rhs - self._normal_operator(z, ids)) * mask
+        p = r.clone()
+        rs = (r * r).sum()
+        scale = rhs.abs().max().clamp_min(1e-12)
+        for _ in range(iterations):
+            if rs.sqrt() <= 1e-7 * scale:
+                break
+            ap = self._normal_operator(p, ids) * mask
+            alpha = rs / (p * ap).sum().clamp_min(1e-30)
+            z = z + alpha * p
+            r = r - alpha * ap
+            rs_new = (r * r).sum()
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        return z
+
+    def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
+        """Voronoi fill: every uncovered canonical element takes the value of the nearest covered one.
+
+        Uses scipy's exact Euclidean distance transform on the canonical grid; ``covered`` defaults to
+        ``self.coverage()``. Returns ``z`` unchanged when everything (or nothing) is covered.
+        """
+        from scipy.ndimage import distance_transform_edt
+
+        covered = self.coverage() if covered is None else covered
+        covered_np = covered.detach().cpu().numpy().astype(bool).reshape(self.canonical_shape)
+        if covered_np.all() or not covered_np.any():
+            return z
+        _, nearest = distance_transform_edt(~covered_np, return_indices=True)
+        flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), covered_np.shape), device=z.device).reshape(-1)
+        return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
+
+    # ----------------------------------------------------------------------------------------------
+    # StochSync: groups of views that share no canonical element
+    def view_groups(self) -> list[list[int]]:
+        """Partition of the views into groups whose views share no canonical element.
+
+        Default: greedy colouring of the overlap graph computed from the taps (subclasses with a
+        paper-given rig override this). Each group's views can be denoised and fused without
+        averaging (StochSync Sec. 5, "alternating non-overlapping views").
+        """
+        if self._groups is None:
+            self._groups = greedy_disjoint_groups(self.overlap_matrix())
+        return self._groups
+
+    def overlap_matrix(self) -> torch.Tensor:
+        """Bool ``[N, N]``: views i and j read at least one common canonical element (W > 0)."""
+        masks = torch.stack([self.coverage([i]).reshape(-1) for i in range(self.n_views)]).float()
+        return (masks @ masks.T) > 0
+
+    # ----------------------------------------------------------------------------------------------
+    # resolution: the same geometry at latent and at pixel resolution
+    def rescaled(self, factor: int) -> "Projector":
+        """The same geometry with every pixel size divided by ``factor`` (8 for SD latents).
+
+        Subclasses implement it; the node builds the latent projector with it from the pixel one.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement rescaled()")
+
+    def describe(self) -> str:
+        return (
+            f"{self.kind}: {self.n_views} views of {self.view_hw[0]}x{self.view_hw[1]}, canonical "
+            f"{'x'.join(map(str, self.canonical_shape))}, coverage {100 * self.coverage_fraction():.1f}%"
+        )
+
+
+def greedy_disjoint_groups(overlap: torch.Tensor) -> list[list[int]]:
+    """Greedy colouring: each view joins the first group none of whose views it overlaps."""
+    groups: list[list[int]] = []
+    for i in range(overlap.shape[0]):
+        for g in groups:
+            if not any(bool(overlap[i, j]) for j in g):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups

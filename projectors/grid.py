@@ -1,0 +1,49 @@
+"""Taps for sampling a 2-D canonical grid ``[C, H, W]`` at continuous positions.
+
+Convention (as ``torch.nn.functional.grid_sample(align_corners=False)``): texel (row r, col c) has its
+centre at continuous coordinates (y, x) = (r + 0.5, c + 0.5); a position (y, x) is in texel units.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import SparseViewMap
+
+
+def grid_taps(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    valid: torch.Tensor,
+    canvas_hw: tuple[int, int],
+    wrap_x: bool = False,
+    pixel_weight: torch.Tensor | None = None,
+) -> tuple[SparseViewMap, SparseViewMap]:
+    """Bilinear and nearest taps for positions ``y, x`` (``[N, P]``, texel units) on an H x W grid.
+
+    ``valid`` ``[N, P]`` marks pixels that see the canvas; invalid pixels get zero weights. With
+    ``wrap_x`` the columns are periodic (360 panoramas, wrap-around wide panoramas); otherwise
+    positions are clamped to the border. Returns ``(bilinear [N,P,4], nearest [N,P,1])`` taps sharing
+    ``pixel_weight`` (default: ``valid`` as float).
+    """
+    h, w = canvas_hw
+    valid = valid.bool()
+    pw = valid.to(torch.float32) if pixel_weight is None else pixel_weight.to(torch.float32) * valid
+    # bilinear: the four texel centres around (y - 0.5, x - 0.5)
+    yc, xc = y - 0.5, x - 0.5
+    y0, x0 = torch.floor(yc), torch.floor(xc)
+    fy, fx = (yc - y0).float(), (xc - x0).float()
+    y0, x0 = y0.long(), x0.long()
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], -1)
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], -1)
+    wts = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
+    ys = ys.clamp(0, h - 1)
+    xs = xs % w if wrap_x else xs.clamp(0, w - 1)
+    wts = wts * valid.unsqueeze(-1)
+    bilinear = SparseViewMap(ys * w + xs, wts, pw)
+    # nearest: the texel containing (y, x)
+    yn = torch.floor(y).long().clamp(0, h - 1)
+    xn = torch.floor(x).long()
+    xn = xn % w if wrap_x else xn.clamp(0, w - 1)
+    nearest = SparseViewMap((yn * w + xn).unsqueeze(-1), valid.to(torch.float32).unsqueeze(-1), pw)
+    return bilinear, nearest

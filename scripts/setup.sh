@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up everything the pack needs on a fresh machine, idempotently:
+#   .venv/                 a virtual environment with torch, ComfyUI's requirements and the pack's
+#   $COMFYUI_PATH          a ComfyUI checkout (default: .comfyui/ next to this file's repo, cloned once)
+# Prints `export COMFYUI_PATH=...` as its last line. Safe to run again; it skips what is done.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+venv="${SYNC_VENV:-$repo/.venv}"
+comfy_commit="${COMFYUI_COMMIT:-a125cd84b054a57729b5eecab930ca9408719832}"   # ComfyUI 0.3.64, the version tested
+comfy_url="${COMFYUI_GIT_URL:-https://github.com/Comfy-Org/ComfyUI}"
+
+# A pack installed in ComfyUI/custom_nodes/<pack> uses that ComfyUI.
+if [[ -z "${COMFYUI_PATH:-}" && -f "$repo/../../main.py" && -d "$repo/../../comfy" ]]; then
+  COMFYUI_PATH=$(cd "$repo/../.." && pwd)
+fi
+COMFYUI_PATH="${COMFYUI_PATH:-$repo/.comfyui}"
+
+if [[ ! -f "$COMFYUI_PATH/main.py" ]]; then
+  echo "setup: cloning ComfyUI ($comfy_commit) into $COMFYUI_PATH" >&2
+  git clone -q --no-checkout "$comfy_url" "$COMFYUI_PATH"
+  # Some snapshots lack a few large blobs we never use (e.g. LLM tokenizers): check out all the others.
+  missing=$(git -C "$COMFYUI_PATH" ls-tree -r "$comfy_commit" | awk '{print $3" "$4}' |
+    while read -r sha path; do git -C "$COMFYUI_PATH" cat-file -e "$sha" 2>/dev/null || echo "$path"; done)
+  if [[ -n "$missing" ]]; then
+    git -C "$COMFYUI_PATH" sparse-checkout init --no-cone
+    { echo '/*'; sed 's|^|!/|' <<<"$missing"; } >"$COMFYUI_PATH/.git/info/sparse-checkout"
+  fi
+  git -C "$COMFYUI_PATH" checkout -q "$comfy_commit"
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  echo "setup: creating $venv" >&2
+  python3 -m venv "$venv"
+fi
+py="$venv/bin/python"
+if ! "$py" -c 'import torch, torchvision' 2>/dev/null; then
+  # ComfyUI imports torchvision; PyPI's torch/torchvision pair runs on the CPU as well as on CUDA.
+  # A CPU-only torch wheel from a local wheel folder would not match PyPI's torchvision, so bypass it.
+  echo "setup: installing torch + torchvision (PyPI build)" >&2
+  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= "$py" -m pip install -q \
+    "torch==2.13.0" "torchvision==0.28.0" "torchaudio==2.11.0" 2>&1 | tail -3 >&2 || \
+  "$py" -m pip install -q torch torchvision torchaudio
+fi
+stamp="$venv/.sync-setup-$(cat "$repo/requirements.txt" "$repo/requirements-dev.txt" "$COMFYUI_PATH/requirements.txt" | sha1sum | cut -c1-12)"
+if [[ ! -f "$stamp" ]]; then
+  echo "setup: installing ComfyUI's and the pack's requirements" >&2
+  tv=$("$py" -c 'import torch, torchvision as tv; print("torch==" + torch.__version__.split("+")[0]); print("torchvision==" + tv.__version__.split("+")[0])')
+  "$py" -m pip install -q -r "$COMFYUI_PATH/requirements.txt" -r "$repo/requirements-dev.txt" requests \
+    -c <(echo "$tv") 2>&1 | grep -v '^\s*$' | tail -5 >&2
+  touch "$stamp"
+fi
+echo "export COMFYUI_PATH=$COMFYUI_PATH"
