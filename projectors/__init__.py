@@ -1,6 +1,16 @@
 """Canonical space <-> views. Pure torch; no ComfyUI imports (see DESIGN.md, "Projectors")."""
 
 from .base import Projector, SparseViewMap, greedy_disjoint_groups
-from .grid import grid_taps
+from .grid import grid_taps, index_taps
+from .identity import IdentityProjector
+from .panorama import WidePanoramaProjector
 
-__all__ = ["Projector", "SparseViewMap", "greedy_disjoint_groups", "grid_taps"]
+__all__ = [
+    "IdentityProjector",
+    "Projector",
+    "SparseViewMap",
+    "WidePanoramaProjector",
+    "greedy_disjoint_groups",
+    "grid_taps",
+    "index_taps",
+]

@@ -66,6 +66,7 @@ class Projector:
         view_hw: tuple[int, int],
         canonical_shape: tuple[int, ...],
         nearest: SparseViewMap | None = None,
+        view_sign: torch.Tensor | None = None,
     ) -> None:
         n, p, _ = taps.index.shape
         if p != view_hw[0] * view_hw[1]:
@@ -77,6 +78,14 @@ class Projector:
         self.canonical_shape = tuple(int(s) for s in canonical_shape)
         self.taps = taps
         self.nearest_taps = nearest if nearest is not None else taps
+        # Per-view value sign s_i in {+1, -1}: w_i = s_i F_i z. Sign flips (colour negation of anagrams)
+        # are linear but not representable with non-negative tap weights, so they live here, applied in
+        # project and (as s_i^T = s_i) in adjoint/unproject; fusion weights W_i stay >= 0.
+        if view_sign is not None:
+            view_sign = torch.as_tensor(view_sign, dtype=torch.float32, device=taps.index.device).reshape(-1)
+            if view_sign.numel() != n or not bool(((view_sign == 1) | (view_sign == -1)).all()):
+                raise ValueError(f"view_sign must hold {n} values in {{+1, -1}}, got {view_sign.tolist()}")
+        self.view_sign = view_sign
         self._groups: list[list[int]] | None = None
 
     # ----------------------------------------------------------------------------------------------
@@ -96,7 +105,15 @@ class Projector:
             same = self.nearest_taps is self.taps
             self.taps = self.taps.to(device)
             self.nearest_taps = self.taps if same else self.nearest_taps.to(device)
+            if self.view_sign is not None:
+                self.view_sign = self.view_sign.to(device)
         return self
+
+    def _signed(self, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """s_i w_i for the selected views (identity when the projector has no sign flips)."""
+        if self.view_sign is None:
+            return w
+        return w * self.view_sign[ids].to(w.dtype).reshape(-1, *([1] * (w.dim() - 1)))
 
     def _view_ids(self, views: ViewSelection) -> torch.Tensor:
         if views is None:
@@ -123,7 +140,7 @@ class Projector:
         n, p, t = taps.index.shape
         gathered = zf[:, taps.index.reshape(-1)].reshape(zf.shape[0], n, p, t)
         out = (gathered * taps.weight.to(zf.dtype).unsqueeze(0)).sum(-1)  # [C, n, P]
-        return out.permute(1, 0, 2).reshape(n, zf.shape[0], *self.view_hw)
+        return self._signed(out.permute(1, 0, 2).reshape(n, zf.shape[0], *self.view_hw), ids)
 
     def _scatter(self, values: torch.Tensor, taps: SparseViewMap) -> torch.Tensor:
         """sum over views, pixels, taps of weight * values into canonical: values [n, C, P] -> [C, K]."""
@@ -144,7 +161,7 @@ class Projector:
         ids = self._view_ids(views)
         self._check_views(w, ids)
         taps = self.taps.select(ids)
-        out = self._scatter(w.reshape(w.shape[0], w.shape[1], -1), taps)
+        out = self._scatter(self._signed(w, ids).reshape(w.shape[0], w.shape[1], -1), taps)
         return out.reshape(w.shape[1], *self.canonical_shape)
 
     def unproject(self, w: torch.Tensor, views: ViewSelection = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +170,7 @@ class Projector:
         self._check_views(w, ids)
         taps = self.taps.select(ids)
         pw = taps.pixel_weight.to(w.dtype).unsqueeze(1)  # [n, 1, P]
-        wf = w.reshape(w.shape[0], w.shape[1], -1)
+        wf = self._signed(w, ids).reshape(w.shape[0], w.shape[1], -1)
         num = self._scatter(wf * pw, taps)
         den = self._scatter(pw.expand(-1, 1, -1).contiguous(), taps)
         return num.reshape(w.shape[1], *self.canonical_shape), den.reshape(1, *self.canonical_shape)
@@ -268,6 +285,15 @@ class Projector:
             f"{self.kind}: {self.n_views} views of {self.view_hw[0]}x{self.view_hw[1]}, canonical "
             f"{'x'.join(map(str, self.canonical_shape))}, coverage {100 * self.coverage_fraction():.1f}%"
         )
+
+
+def divide_size(value: int, factor: int, name: str) -> int:
+    """``value / factor`` for ``rescaled``; ValueError naming ``name`` when it does not divide exactly."""
+    if factor < 1 or int(factor) != factor:
+        raise ValueError(f"rescale factor must be a positive integer, got {factor!r}")
+    if value % factor:
+        raise ValueError(f"{name}={value} is not divisible by the rescale factor {factor}")
+    return value // factor
 
 
 def greedy_disjoint_groups(overlap: torch.Tensor) -> list[list[int]]:

@@ -47,3 +47,16 @@ def grid_taps(
     xn = xn % w if wrap_x else xn.clamp(0, w - 1)
     nearest = SparseViewMap((yn * w + xn).unsqueeze(-1), valid.to(torch.float32).unsqueeze(-1), pw)
     return bilinear, nearest
+
+
+def index_taps(index: torch.Tensor, valid: torch.Tensor | None = None) -> SparseViewMap:
+    """One-tap map for exact pixel copies: view pixel p of view i reads canonical ``index[i, p]``.
+
+    ``index`` ``[N, P]`` int64 flat canonical indices; ``valid`` ``[N, P]`` (default all) marks pixels
+    that see the canvas. Used by crops, flips, rotations and permutations (1-to-1 / 1-to-n maps), where
+    bilinear and nearest taps coincide.
+    """
+    index = index.long()
+    ok = torch.ones_like(index, dtype=torch.bool) if valid is None else valid.bool()
+    weight = ok.to(torch.float32)
+    return SparseViewMap(torch.where(ok, index, torch.zeros_like(index)).unsqueeze(-1), weight.unsqueeze(-1), weight)
