@@ -1,0 +1,158 @@
+"""The ``attn1`` replacement that ComfyUI's UNet calls: schedule, view layout and reference cache.
+
+Pure python/torch: it speaks ComfyUI's patch protocol (a callable ``patch(q, k, v, extra_options)``
+registered with ``ModelPatcher.set_model_attn1_replace``) but imports nothing from ComfyUI; the node
+hands it ComfyUI's ``optimized_attention`` as ``attention``.
+
+How the patch learns which views are in a model call (the contract with the denoiser):
+
+    model_options["transformer_options"]["sync_canvas_views"] = {
+        "view_ids": LongTensor [n],     # canonical view id of each row of one cond/uncond chunk
+        "n_views":  N,                  # optional; checked against the neighbour table
+        "neighbours": BoolTensor [N, N] # optional; overrides the table the node was given
+    }
+
+ComfyUI merges ``model_options["transformer_options"]`` into every model call and adds
+``cond_or_uncond`` (one entry per chunk) and ``sigmas``; the UNet adds ``block``/``block_index``.
+Without ``sync_canvas_views`` a chunk of exactly N rows is taken as views 0..N-1 in order (a plain
+KSampler over a batch of all views); any other batch is left to plain self-attention.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .cross_view_attention import (
+    Attention,
+    check_neighbours,
+    cross_view_attention,
+    plain_attention,
+    reference_kv,
+)
+
+VIEWS_KEY = "sync_canvas_views"
+
+
+@dataclass
+class CrossViewSettings:
+    """What the node exposes. Sigma ranges are inclusive: active while ``sigma_end <= sigma <= sigma_start``.
+
+    weight:     blend of cross-view attention into the model's own self-attention,
+                ``out = (1 - weight) * self_attn + weight * cross_view``; 0 = unpatched (bit for bit),
+                1 = SyncMVD exactly.
+    ref_weight: w_ref of the reference attention (SyncMVD: 1 during its first ref_attention_end = 20%).
+    """
+
+    neighbours: torch.Tensor
+    weight: float = 1.0
+    ref_view: int | None = 0
+    ref_weight: float = 1.0
+    sigma_start: float = float("inf")
+    sigma_end: float = 0.0
+    ref_sigma_start: float = float("inf")
+    ref_sigma_end: float = 0.0
+
+    def __post_init__(self):
+        self.neighbours = check_neighbours(self.neighbours)
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {self.weight}")
+        if self.ref_weight < 0:
+            raise ValueError(f"ref_weight must be >= 0, got {self.ref_weight}")
+        n = self.neighbours.shape[0]
+        if self.ref_view is not None and not 0 <= self.ref_view < n:
+            raise ValueError(f"ref_view {self.ref_view} is not one of the {n} views")
+
+
+@dataclass
+class CrossViewAttentionPatch:
+    """Callable ``(q, k, v, extra_options) -> out`` for ``set_model_attn1_replace``.
+
+    q, k, v: [B, T, H*D] after the block's to_q/to_k/to_v; returns [B, T, H*D] before to_out.
+    The reference view's keys/values are cached per (block, cond/uncond chunk) at the current sigma,
+    so a later chunk of the *same step* that lacks the reference view still attends to it; put the
+    reference view in the first chunk of each step. A stale cache (other sigma) is never used.
+    """
+
+    settings: CrossViewSettings
+    attention: Attention = plain_attention
+    _ref_cache: dict = field(default_factory=dict, repr=False)
+
+    def __call__(self, q, k, v, extra_options):
+        heads = extra_options["n_heads"]
+        s = self.settings
+        sigma = _current_sigma(extra_options)
+        layout = self._layout(q.shape[0], extra_options)
+        if s.weight == 0 or layout is None or sigma is None or not s.sigma_end <= sigma <= s.sigma_start:
+            return self.attention(q, k, v, heads)
+
+        view_ids, neighbours, chunk_keys = layout
+        use_ref = s.ref_view is not None and s.ref_weight > 0 and s.ref_sigma_end <= sigma <= s.ref_sigma_start
+        ref_kv = self._reference(k, v, view_ids, chunk_keys, sigma, extra_options) if use_ref else None
+        cross = cross_view_attention(
+            q, k, v, heads, view_ids, neighbours,
+            n_chunks=len(chunk_keys),
+            ref_view=s.ref_view if use_ref else None,
+            ref_weight=s.ref_weight if use_ref else 0.0,
+            ref_kv=ref_kv,
+            attention=self.attention,
+        )
+        if s.weight == 1:
+            return cross
+        return (1.0 - s.weight) * self.attention(q, k, v, heads) + s.weight * cross
+
+    def _layout(self, batch, extra_options):
+        """(view_ids [n], neighbours [N, N], chunk keys) of this call, or None to stay plain."""
+        chunks = list(extra_options.get("cond_or_uncond") or [0])
+        if batch % len(chunks) != 0:
+            return None
+        per_chunk = batch // len(chunks)
+        info = extra_options.get(VIEWS_KEY)
+        neighbours = self.settings.neighbours
+        if info is None:
+            if per_chunk != neighbours.shape[0]:
+                return None
+            view_ids = torch.arange(per_chunk)
+        else:
+            view_ids = torch.as_tensor(info["view_ids"]).reshape(-1).cpu()
+            if info.get("neighbours") is not None:
+                neighbours = check_neighbours(info["neighbours"])
+            n_views = info.get("n_views")
+            if n_views is not None and int(n_views) != neighbours.shape[0]:
+                raise ValueError(
+                    f"{VIEWS_KEY}['n_views']={n_views} but the neighbour table has {neighbours.shape[0]} views"
+                )
+            if view_ids.numel() != per_chunk:
+                raise ValueError(
+                    f"{VIEWS_KEY}['view_ids'] has {view_ids.numel()} views but each of the "
+                    f"{len(chunks)} cond/uncond chunks holds {per_chunk} rows"
+                )
+        # Chunk key: (cond or uncond, its occurrence) so the reference cache lines up across calls.
+        seen: dict[int, int] = {}
+        chunk_keys = []
+        for flag in chunks:
+            chunk_keys.append((int(flag), seen.get(int(flag), 0)))
+            seen[int(flag)] = seen.get(int(flag), 0) + 1
+        return view_ids, neighbours, chunk_keys
+
+    def _reference(self, k, v, view_ids, chunk_keys, sigma, extra_options):
+        """Stores the reference view's k/v when present; returns cached ones (same sigma) when absent."""
+        block = (extra_options.get("block"), extra_options.get("block_index", 0))
+        present = reference_kv(k, v, view_ids, len(chunk_keys), self.settings.ref_view)
+        if present is not None:
+            for c, key in enumerate(chunk_keys):
+                self._ref_cache[(block, key)] = (sigma, present[0][c], present[1][c])
+            return None
+        cached = [self._ref_cache.get((block, key)) for key in chunk_keys]
+        if any(e is None or e[0] != sigma or e[1].shape != k.shape[1:] for e in cached):
+            return None
+        return torch.stack([e[1] for e in cached]), torch.stack([e[2] for e in cached])
+
+    def clear_cache(self) -> None:
+        self._ref_cache.clear()
+
+
+def _current_sigma(extra_options) -> float | None:
+    sigmas = extra_options.get("sigmas")
+    if sigmas is None:
+        return None
+    return float(torch.as_tensor(sigmas).reshape(-1)[0])
