@@ -2,15 +2,20 @@
 
 from .base import Projector, SparseViewMap, greedy_disjoint_groups
 from .grid import grid_taps, index_taps
+from .anagram import AnagramProjector, PatchPermute, PixelPermute, jigsaw
 from .identity import IdentityProjector
 from .panorama import WidePanoramaProjector
 
 __all__ = [
+    "AnagramProjector",
     "IdentityProjector",
+    "PatchPermute",
+    "PixelPermute",
     "Projector",
     "SparseViewMap",
     "WidePanoramaProjector",
     "greedy_disjoint_groups",
     "grid_taps",
     "index_taps",
+    "jigsaw",
 ]

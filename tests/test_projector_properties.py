@@ -13,6 +13,12 @@ FACTORIES = {
     "wide": lambda: P.WidePanoramaProjector(8, 40, window=8, stride=6),
     "wide_wrap": lambda: P.WidePanoramaProjector(8, 42, window=8, stride=8, wrap=True),
     "wide_2d": lambda: P.WidePanoramaProjector(20, 30, window=(8, 12), stride=(6, 8)),
+    "anagram": lambda: P.AnagramProjector(
+        8, 8, ["identity", "flip_h", "rotate_cw", "rotate_180", "inner_rotate:37", "jigsaw:2:1", "negate"]
+    ),
+    "anagram_rect": lambda: P.AnagramProjector(
+        6, 10, ["flip_v", P.PatchPermute((2, 2), (3, 2, 1, 0)), P.PixelPermute(tuple(torch.randperm(60).tolist()))]
+    ),
 }
 
 
