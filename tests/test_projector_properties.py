@@ -16,6 +16,7 @@ FACTORIES = {
     "anagram": lambda: P.AnagramProjector(
         8, 8, ["identity", "flip_h", "rotate_cw", "rotate_180", "inner_rotate:37", "jigsaw:2:1", "negate"]
     ),
+    "multiplane": lambda: P.MultiplaneProjector(P.AnagramProjector(6, 6, ["identity", "rotate_cw", "negate"]), 3),
     "anagram_rect": lambda: P.AnagramProjector(
         6, 10, ["flip_v", P.PatchPermute((2, 2), (3, 2, 1, 0)), P.PixelPermute(tuple(torch.randperm(60).tolist()))]
     ),
