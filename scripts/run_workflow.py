@@ -1,0 +1,223 @@
+#!/usr/bin/env python
+"""Run one workflow headless through a real ComfyUI with this pack loaded, and report what it made.
+
+    python scripts/run_workflow.py workflows/wide_panorama_api.json [--checkpoint NAME] [--fast] [--output DIR]
+
+- Starts `main.py --cpu` from $COMFYUI_PATH on a free port; its custom_nodes path is a temporary folder
+  holding only a link to this pack, its outputs go to a temporary folder (copied to --output).
+- Takes an API-format graph, or a UI-format workflow (converted with the server's /object_info, as
+  the graph editor would).
+- Every CheckpointLoaderSimple is pointed at --checkpoint (a file in your ComfyUI's models/checkpoints),
+  or, without one, at a tiny random-weight demo model (built on first use: random weights, so the
+  pictures are noise - it shows the pipeline runs, not what a real model makes).
+- --fast shrinks step counts and sizes where the graph exposes them and prints each change.
+- Stops the server at the end, on errors and on Ctrl-C. Exit status 0 only if the prompt succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from comfy_server import ComfyServer, PromptRejected, error_message, status_of  # noqa: E402
+from workflow_format import is_api_graph, is_ui_workflow, ui_to_api  # noqa: E402
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent
+TINY_CHECKPOINT = "sync_canvas_tiny_sd15.safetensors"
+TINY_CONTROLNET = "sync_canvas_tiny_controlnet.safetensors"
+DEFAULT_MODELS_DIR = pathlib.Path(os.environ.get("SYNC_CANVAS_MODELS") or
+                                  pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
+                                  / "sync_canvas" / "models")
+
+# --fast: pixel lengths shrink by this factor (a 512 window becomes 64 px = 8 latent texels, the
+# smallest a SD1.5 UNet level takes), never below the floor, always a multiple of 8.
+FAST_LENGTH_FACTOR = 8
+FAST_MAX_STEPS = 2
+FAST_LENGTH_INPUTS = ("width", "height", "window", "view_size", "view_width", "view_height", "size",
+                      "resolution", "texture_size", "canvas_width", "canvas_height")
+# Canvas nodes whose view count grows with width/stride: cap them at a few windows, half-overlapping,
+# so a fast run has a handful of views. node id -> (width input, window input, stride input, max windows)
+FAST_VIEW_CAPS = {"SyncCanvasWidePanorama": ("width", "window", "stride", 3)}
+
+
+def _round8(value: float, floor: int) -> int:
+    return max(floor, int(round(value / 8)) * 8)
+
+
+def shrink_for_speed(graph: dict) -> list[str]:
+    """--fast, in place: fewer steps and smaller canvases/views. Returns one line per change made."""
+    changes = []
+
+    def set_input(node_id, node, name, value):
+        old = node["inputs"][name]
+        if old != value:
+            node["inputs"][name] = value
+            changes.append(f"node {node_id} ({node['class_type']}).{name}: {old} -> {value}")
+
+    for node_id, node in graph.items():
+        inputs = node["inputs"]
+        for name, value in list(inputs.items()):
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue  # links are lists; only literal INT widgets are shrunk
+            if name == "steps" or name.endswith("_steps"):
+                set_input(node_id, node, name, min(value, FAST_MAX_STEPS))
+            elif name in FAST_LENGTH_INPUTS or name.endswith(("_width", "_height")):
+                set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 64))
+            elif name == "stride" or name.endswith("_stride"):
+                set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 8))
+        cap = FAST_VIEW_CAPS.get(node["class_type"])
+        if cap and all(isinstance(inputs.get(k), int) for k in cap[:3]):
+            width, window, stride, max_windows = cap
+            set_input(node_id, node, width, min(inputs[width], max_windows * inputs[window]))
+            set_input(node_id, node, stride, max(inputs[stride], _round8(inputs[window] / 2, 8)))
+    return changes
+
+
+def retarget_models(graph: dict, checkpoint: str | None, controlnet: str | None) -> list[str]:
+    """In place: every CheckpointLoaderSimple loads `checkpoint` (tiny demo model if None); ControlNetLoaders
+    load `controlnet` if given, else the tiny ControlNet when the checkpoint is the tiny one."""
+    changes = []
+    if controlnet is None and checkpoint is None:
+        controlnet = TINY_CONTROLNET
+    targets = {"CheckpointLoaderSimple": ("ckpt_name", checkpoint or TINY_CHECKPOINT),
+               "ControlNetLoader": ("control_net_name", controlnet)}
+    for node_id, node in graph.items():
+        name, value = targets.get(node["class_type"], (None, None))
+        if value is not None and node["inputs"].get(name) != value:
+            changes.append(f"node {node_id} ({node['class_type']}).{name}: {node['inputs'].get(name)} -> {value}")
+            node["inputs"][name] = value
+    return changes
+
+
+def prepare_graph(graph: dict, checkpoint=None, controlnet=None, fast=False) -> tuple[dict, list[str]]:
+    """A retargeted (and with fast=True shrunk) copy of an API graph, and the list of changes made."""
+    graph = copy.deepcopy(graph)
+    changes = retarget_models(graph, checkpoint, controlnet)
+    if fast:
+        changes += shrink_for_speed(graph)
+    return graph, changes
+
+
+def load_graph(path: pathlib.Path, server: ComfyServer | None = None) -> tuple[dict, str]:
+    """(API graph, "api" | "ui") from a workflow file; a UI workflow needs a running server to convert."""
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read workflow {str(path)!r}: {err}") from None
+    if is_api_graph(data):
+        return data, "api"
+    if is_ui_workflow(data):
+        if server is None:
+            raise ValueError(f"{path} is a UI-format workflow; converting it needs a running server")
+        return ui_to_api(data, server.object_info()), "ui"
+    raise ValueError(f"{path} is neither an API-format graph nor a UI-format workflow")
+
+
+def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, python: str = sys.executable) -> None:
+    """Builds the tiny demo models in a child process (keeps comfy out of this process); skips existing files."""
+    if (models_dir / "checkpoints" / TINY_CHECKPOINT).is_file() and (models_dir / "controlnet" / TINY_CONTROLNET).is_file():
+        return
+    subprocess.run([python, str(SCRIPTS / "make_tiny_models.py"), str(models_dir), "--comfyui", str(comfyui_path)],
+                   check=True)
+
+
+def image_sizes(files: list[pathlib.Path]) -> list[str]:
+    try:
+        from PIL import Image
+    except ImportError:
+        return ["?" for _ in files]
+    sizes = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                sizes.append(f"{im.width}x{im.height}")
+        except OSError:
+            sizes.append("-")
+    return sizes
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("workflow", type=pathlib.Path, help="API-format (.._api.json) or UI-format workflow file")
+    parser.add_argument("--checkpoint", help="checkpoint file name in your ComfyUI's models/checkpoints "
+                        "(default: $SYNC_CHECKPOINT, else the tiny random-weight demo model)",
+                        default=os.environ.get("SYNC_CHECKPOINT") or None)
+    parser.add_argument("--controlnet", help="ControlNet file name for ControlNetLoader nodes (default: unchanged "
+                        "with --checkpoint, the tiny demo ControlNet without)")
+    parser.add_argument("--fast", action="store_true", help="fewer steps and smaller canvases (tests, smoke runs)")
+    parser.add_argument("--output", type=pathlib.Path, help="copy the output files into this folder")
+    parser.add_argument("--comfyui", type=pathlib.Path, default=os.environ.get("COMFYUI_PATH"),
+                        help="ComfyUI checkout (default: $COMFYUI_PATH)")
+    parser.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
+                        help=f"where the tiny demo models live (default: {DEFAULT_MODELS_DIR})")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the prompt")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    args = parser.parse_args(argv)
+    if args.comfyui is None:
+        parser.error("set COMFYUI_PATH (scripts/setup.sh prints it) or pass --comfyui PATH")
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+    report = {"workflow": str(args.workflow), "checkpoint": args.checkpoint or f"{TINY_CHECKPOINT} (tiny demo, random weights)"}
+    total = time.perf_counter()
+    if args.checkpoint is None:
+        ensure_tiny_models(args.models_dir.resolve(), args.comfyui.resolve())
+    try:
+        with ComfyServer(args.comfyui, models_dir=args.models_dir) as server:
+            report["startup_seconds"] = round(server.startup_seconds, 1)
+            graph, kind = load_graph(args.workflow, server)
+            graph, changes = prepare_graph(graph, args.checkpoint, args.controlnet, args.fast)
+            report.update(format=kind, changes=changes)
+            try:
+                entry = server.run(graph, timeout=args.timeout)
+            except PromptRejected as err:
+                report.update(status="rejected", error=str(err))
+                entry = None
+            if entry is not None:
+                files = server.output_files(entry)
+                report.update(status=status_of(entry), error=error_message(entry), run_seconds=round(entry["seconds"], 2))
+                if args.output is not None:
+                    args.output.mkdir(parents=True, exist_ok=True)
+                    files = [pathlib.Path(shutil.copy2(f, args.output / f.name)) for f in files]
+                report["outputs"] = [f"{f} ({size})" for f, size in zip(files, image_sizes(files))]
+                if report["status"] != "success":
+                    report["server_log_tail"] = server.log_tail(2000)
+    except KeyboardInterrupt:
+        report["status"] = "cancelled"
+    report["total_seconds"] = round(time.perf_counter() - total, 1)
+    _print_report(report, as_json=args.json)
+    return 0 if report.get("status") == "success" else 1
+
+
+def _print_report(report: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"workflow:   {report['workflow']} ({report.get('format', '?')} format)")
+    print(f"checkpoint: {report['checkpoint']}")
+    for change in report.get("changes", []):
+        print(f"changed:    {change}")
+    print(f"status:     {report.get('status')}" + (f" - {report['error']}" if report.get("error") else ""))
+    for out in report.get("outputs", []):
+        print(f"output:     {out}")
+    print(f"timing:     server start {report.get('startup_seconds', '-')} s, prompt {report.get('run_seconds', '-')} s, "
+          f"total {report['total_seconds']} s")
+    if report.get("server_log_tail"):
+        print("server log (tail):\n" + report["server_log_tail"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
