@@ -1,0 +1,41 @@
+"""ComfyUI glue for Sync Canvas: thin V3 nodes. The only package that imports ComfyUI.
+
+Each module listed in ``NODE_MODULES`` exports a ``NODES`` list of ``io.ComfyNode`` classes; adding a
+node family (mesh, splat, fuse rules, cross-view attention, ...) is one line in that tuple.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+NODE_MODULES: tuple[str, ...] = (
+    "projector_nodes",
+    "view_nodes",
+    "conditioning_nodes",
+    "sampler_nodes",
+    "save_nodes",
+)
+
+
+def collect_nodes(modules: tuple[str, ...] = NODE_MODULES) -> list[type[io.ComfyNode]]:
+    """The ``NODES`` of every module in ``modules`` (relative to this package), in order, no duplicates."""
+    nodes: list[type[io.ComfyNode]] = []
+    for name in modules:
+        module = importlib.import_module(f".{name}", __name__)
+        for node in getattr(module, "NODES"):
+            if node not in nodes:
+                nodes.append(node)
+    return nodes
+
+
+class SyncCanvasExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return collect_nodes()
+
+
+__all__ = ["NODE_MODULES", "SyncCanvasExtension", "collect_nodes"]

@@ -1,0 +1,149 @@
+"""Nodes that move images and latents between the canvas and its views.
+
+* Render Views: canonical IMAGE -> one image per view (e.g. per-view depth hints from a 360 depth map);
+* View Masks: where each view sees the canvas (MASK batch);
+* Fuse Views: views IMAGE -> canonical IMAGE (least-squares aggregate, then Voronoi fill of holes);
+* Empty Canonical Latent / Project Latent: canvas-sized latents and their views.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+from comfy_api.latest import io
+
+from .common import (
+    CATEGORY,
+    canonical_image_to_tensor,
+    images_to_views,
+    latent_projector,
+    projector_input,
+    tensor_to_image,
+)
+
+VIEWS_CATEGORY = f"{CATEGORY}/views"
+
+
+class SyncCanvasRenderViews(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasRenderViews",
+            display_name="SyncCanvas Render Views",
+            category=VIEWS_CATEGORY,
+            description="Cuts a canvas-sized image into the projector's views, one image per view (e.g. depth hints for ControlNet).",
+            inputs=[
+                projector_input(),
+                io.Image.Input("image", tooltip="A canvas-sized image (e.g. an equirectangular 360 depth map); its size must equal the projector's canvas."),
+                io.Combo.Input("interpolation", options=["bilinear", "nearest"], default="bilinear", tooltip="bilinear for smooth maps (depth, colour); nearest keeps values exact (labels, masks)."),
+            ],
+            outputs=[io.Image.Output("views", tooltip="One image per view, in the projector's view order.")],
+        )
+
+    @classmethod
+    def execute(cls, projector, image, interpolation) -> io.NodeOutput:
+        canvas = canonical_image_to_tensor(image, projector)
+        views = projector.project(canvas.to(projector.device), nearest=interpolation == "nearest")
+        return io.NodeOutput(tensor_to_image(views))
+
+
+class SyncCanvasViewMasks(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasViewMasks",
+            display_name="SyncCanvas View Masks",
+            category=VIEWS_CATEGORY,
+            description="Per-view masks: 1 where a view pixel sees the canvas (0 on background), and the canvas coverage.",
+            inputs=[projector_input()],
+            outputs=[
+                io.Mask.Output("view_masks", tooltip="One mask per view, [N, h, w]."),
+                io.Mask.Output("coverage", tooltip="Canvas elements seen by at least one view, [1, H, W]."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, projector) -> io.NodeOutput:
+        masks = (projector.taps.pixel_weight > 0).float().reshape(projector.n_views, *projector.view_hw)
+        coverage = projector.coverage().float().reshape(1, *projector.canonical_shape)
+        return io.NodeOutput(masks.cpu(), coverage.cpu())
+
+
+class SyncCanvasFuseViews(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasFuseViews",
+            display_name="SyncCanvas Fuse Views",
+            category=VIEWS_CATEGORY,
+            description="Fuses one image per view back into the canvas (least-squares average where views overlap), filling uncovered texels from the nearest covered one.",
+            inputs=[
+                projector_input(),
+                io.Image.Input("views", tooltip="One image per view, in the projector's view order and view size."),
+                io.Boolean.Input("fill_holes", default=True, tooltip="Fill canvas texels no view sees with the nearest seen value (else black)."),
+            ],
+            outputs=[io.Image.Output("image", tooltip="The canvas image.")],
+        )
+
+    @classmethod
+    def execute(cls, projector, views, fill_holes) -> io.NodeOutput:
+        w = images_to_views(views).to(projector.device)
+        if w.shape[0] != projector.n_views:
+            raise ValueError(f"got {w.shape[0]} view images but the projector has {projector.n_views} views")
+        canvas = projector.aggregate(w)
+        if fill_holes:
+            canvas = projector.fill(canvas)
+        return io.NodeOutput(tensor_to_image(canvas.clamp(0, 1)))
+
+
+class SyncCanvasEmptyLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasEmptyLatent",
+            display_name="SyncCanvas Empty Canonical Latent",
+            category=VIEWS_CATEGORY,
+            description="An empty latent the size of the projector's canvas (canvas pixels / 8).",
+            inputs=[
+                projector_input(),
+                io.Int.Input("channels", default=4, min=1, max=128, tooltip="Latent channels (4 for SD1.5/SDXL; the sampler adapts an empty latent to the model)."),
+            ],
+            outputs=[io.Latent.Output("latent", tooltip="Zeros of shape [1, channels, H/8, W/8].")],
+        )
+
+    @classmethod
+    def execute(cls, projector, channels) -> io.NodeOutput:
+        shape = latent_projector(projector).canonical_shape
+        samples = torch.zeros(1, channels, *shape, device=comfy.model_management.intermediate_device())
+        return io.NodeOutput({"samples": samples})
+
+
+class SyncCanvasProjectLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasProjectLatent",
+            display_name="SyncCanvas Project Latent",
+            category=VIEWS_CATEGORY,
+            description="Cuts a canvas latent into the projector's views (latent resolution) as a latent batch.",
+            inputs=[
+                projector_input(),
+                io.Latent.Input("latent", tooltip="The canvas latent, [1, C, H/8, W/8]."),
+            ],
+            outputs=[io.Latent.Output("views", tooltip="One latent per view, [N, C, h/8, w/8].")],
+        )
+
+    @classmethod
+    def execute(cls, projector, latent) -> io.NodeOutput:
+        lat = latent_projector(projector)
+        samples = latent["samples"]
+        if samples.shape[0] != 1 or tuple(samples.shape[2:]) != tuple(lat.canonical_shape):
+            raise ValueError(
+                f"the latent has shape {tuple(samples.shape)} but the projector's canonical latent is "
+                f"[1, C, {', '.join(map(str, lat.canonical_shape))}]"
+            )
+        return io.NodeOutput({"samples": lat.project(samples[0].to(lat.device)).cpu()})
+
+
+NODES = [SyncCanvasRenderViews, SyncCanvasViewMasks, SyncCanvasFuseViews, SyncCanvasEmptyLatent, SyncCanvasProjectLatent]
