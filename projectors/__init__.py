@@ -4,12 +4,16 @@ from .base import Projector, SparseViewMap, greedy_disjoint_groups
 from .grid import grid_taps, index_taps
 from .anagram import AnagramProjector, PatchPermute, PixelPermute, jigsaw
 from .identity import IdentityProjector
+from .mesh_texture import MeshTextureProjector
 from .multiplane import MultiplaneProjector
 from .panorama import WidePanoramaProjector
+from .panorama360 import EquirectProjector
 
 __all__ = [
     "AnagramProjector",
+    "EquirectProjector",
     "IdentityProjector",
+    "MeshTextureProjector",
     "MultiplaneProjector",
     "PatchPermute",
     "PixelPermute",
