@@ -1,4 +1,5 @@
-"""Exact denoisers for Gaussian priors: the model stand-in that lets tests check sampler math exactly.
+"""Model stand-ins for tests: exact denoisers for Gaussian priors (sampler math checked exactly) and a
+tiny random conv net.
 
 For x0 ~ N(mu, Sigma) and the state ``x = a x0 + b n`` (a, b from the model's ``noise_scaling``;
 EPS: a = 1, b = sigma; flow: a = 1 - s, b = s), Tweedie's estimate is closed form:
@@ -77,3 +78,25 @@ class GaussianDenoiser:
             return self.mean + white * torch.as_tensor(self.variance) ** 0.5
         colored = torch.fft.ifft2(self.spectrum.sqrt() * torch.fft.fft2(white, norm="ortho"), norm="ortho").real
         return self.mean + colored
+
+
+class RandomConvDenoiser:
+    """A tiny random-weight eps network (two 3x3 convs) wrapped as x0 through the adapter's
+    ``calculate_input`` / ``calculate_denoised``, like ComfyUI's BaseModel: a deterministic stand-in that
+    is not linear, for "runs through every case, finite, deterministic by seed" tests."""
+
+    def __init__(self, model_sampling, channels: int = 4, hidden: int = 8, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.ms = model_sampling
+        self.w1 = torch.randn(hidden, channels + 1, 3, 3, generator=generator) * 0.2
+        self.w2 = torch.randn(channels, hidden, 3, 3, generator=generator) * 0.2
+        self.evaluated_views = 0
+
+    def __call__(self, x: torch.Tensor, sigma, view_ids: torch.Tensor | None = None) -> torch.Tensor:
+        self.evaluated_views += x.shape[0]
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(())
+        inp = self.ms.calculate_input(s, x)
+        level = torch.log1p(s).expand(x.shape[0], 1, *x.shape[2:])  # timestep conditioning
+        h = torch.nn.functional.conv2d(torch.cat([inp, level], 1), self.w1.to(x), padding=1).tanh()
+        out = torch.nn.functional.conv2d(h, self.w2.to(x), padding=1)
+        return self.ms.calculate_denoised(s, out, x)
