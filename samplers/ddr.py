@@ -19,12 +19,15 @@ theta is untouched (note 1.10.2), so it costs no model call and no fit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from .ddim import ddim_noise_share
+from .engine import Denoiser, Engine, check_sigmas
+from .model_sampling import scaling_coefficients
 
 
 @dataclass
@@ -37,37 +40,27 @@ class DDRResult:
     schedule: list[tuple[int, int]] = field(default_factory=list)  # (from, to) sigma indices walked
 
 
-def affine_noise_scaling(model_sampling, sigma: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, b) with ``noise_scaling(sigma, noise, x0) = a * x0 + b * noise`` (0-d tensors)."""
-    s = sigma.reshape(1).to(like)
-    one = torch.ones(1, 1, 1, 1, dtype=like.dtype, device=like.device)
-    zero = torch.zeros_like(one)
-    a = model_sampling.noise_scaling(s, zero, one).reshape(())
-    b = model_sampling.noise_scaling(s, one, zero).reshape(())
-    return a, b
+def noise_to_signal(model_sampling, sigma) -> float:
+    """s(sigma) = b / a of ``noise_scaling = a x0 + b n``: the VE sigma of DDR's main text (Sec. 2)."""
+    a, b = scaling_coefficients(model_sampling, sigma)
+    return b / a if a > 0 else math.inf  # flow models at sigma = 1: pure noise
 
 
-def noise_to_signal(model_sampling, sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """s(sigma) = b / a: the VE sigma of DDR's main text (paper Sec. 2); 0 at sigma = 0."""
-    a, b = affine_noise_scaling(model_sampling, sigma, like)
-    return b / a
-
-
-def langevin_fraction(s: torch.Tensor, s_next: torch.Tensor, eta: float) -> torch.Tensor:
-    """sigma_langevin of Algorithm 1, line 8, as a fraction of the next noise level.
+def langevin_fraction(s: float, s_next: float, eta: float) -> float:
+    """sigma_langevin of Algorithm 1, line 8, as a fraction of the next noise level (s > s_next >= 0).
 
     ``eta * sqrt(sigma^-2 + 1) * sqrt(1 - (s_next^2 + 1)/(s^2 + 1))`` simplifies to
     ``eta * sqrt(1 - s_next^2 / s^2)``: DDIM's stochastic std divided by the next total noise std
-    (note 1.10.1). Here s > s_next >= 0.
+    (note 1.10.1); the engine's ``ddim_noise_share`` computes the same number from alpha-bar.
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
-    return eta * torch.sqrt((1 - (s_next / s) ** 2).clamp(0.0, 1.0))
+    return eta * math.sqrt(min(max(1 - (s_next / s) ** 2, 0.0), 1.0))
 
 
-def reverse_blend(s: torch.Tensor, s_next: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def reverse_blend(s: float, s_next: float, c: float) -> float:
     """lam_t = 1 - (s_next / s) sqrt(1 - c^2): the weight of x0 in DDR's fit target (note 1.10.3)."""
-    return 1 - (s_next / s) * torch.sqrt(1 - c**2)
+    return 1 - (s_next / s) * math.sqrt(1 - c * c)
 
 
 def repaint_schedule(steps: int, jump_length: int = 0, jump_interval: int = 1, jump_repeat: int = 1) -> list[tuple[int, int]]:
@@ -99,10 +92,6 @@ def repaint_schedule(steps: int, jump_length: int = 0, jump_interval: int = 1, j
     return walk
 
 
-def _normal(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
 @torch.no_grad()
 def sample_ddr(
     denoiser: Denoiser,
@@ -130,62 +119,48 @@ def sample_ddr(
         model_sampling: has ``noise_scaling(sigma, noise, latent)`` (ComfyUI's model_sampling).
         eta: DDIM stochasticity (paper: 0.75). 0 = deterministic DDIM.
         noise: ``[C, *S]`` canonical standard normal that seeds the per-view noise store (rendered with
-            nearest taps); None draws each view's noise independently (Algorithm 1's eps(pi) ~ N(0, I)).
+            nearest taps); None draws it from ``generator`` the same way.
         consistent_noise: fresh Langevin noise drawn on the canvas and rendered per view (overlaps agree;
             for exact crops this reduces to canonical DDIM with averaged x0, note 1.10.4); False draws
-            it per view as in Algorithm 1.
+            it per view, as Algorithm 1's eps(pi) ~ N(0, I) (always so for n-to-1 projectors).
         jump_length, jump_interval, jump_repeat: RePaint schedule (``repaint_schedule``).
-        generator: for every random draw (reproducibility).
+        generator: for every random draw (None: seed 0, as the engine).
         max_views_per_batch: chunk the denoiser calls.
         callback: ``callback(step, total, canonical)`` after every schedule entry.
         check_cancel: called between model calls; raises to cancel.
     """
-    sigmas = torch.as_tensor(sigmas)
-    if sigmas.dim() != 1 or sigmas.numel() < 2 or not bool((sigmas[1:] < sigmas[:-1]).all()):
-        raise ValueError(f"sigmas must be a strictly decreasing 1-D tensor of length >= 2, got {sigmas.tolist()}")
+    sigmas = check_sigmas(sigmas)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
     projector = representation.projector
     like = representation.render([0])
-    channels = like.shape[1]
+    canvas_shape = (like.shape[1], *projector.canonical_shape)
+    if noise is not None and tuple(noise.shape) != canvas_shape:
+        raise ValueError(f"noise has shape {tuple(noise.shape)}, expected canonical {canvas_shape}")
+    start = noise if noise is not None else torch.zeros(canvas_shape, dtype=like.dtype, device=like.device)
+    engine = Engine(denoiser, projector, model_sampling, start.to(like), generator, max_views_per_batch, None, check_cancel)
     all_views = torch.arange(representation.n_views, device=projector.device)
-    canvas_shape = (channels, *projector.canonical_shape)
 
-    def fresh(shape_views: int) -> torch.Tensor:
+    def fresh() -> torch.Tensor:
         if consistent_noise:
-            return projector.project(_normal(canvas_shape, like, generator), all_views, nearest=True)
-        return _normal((shape_views, channels, *projector.view_hw), like, generator)
+            return engine.view_noise()  # independent per view anyway for n-to-1 projectors
+        return engine.randn((len(all_views), *like.shape[1:]))
 
-    if noise is not None:
-        if tuple(noise.shape) != canvas_shape:
-            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected canonical {canvas_shape}")
-        eps = projector.project(noise.to(like), all_views, nearest=True)
-    else:
-        eps = fresh(len(all_views))
-
+    eps = projector.project(noise.to(like), all_views, nearest=True) if noise is not None else fresh()
     schedule = repaint_schedule(len(sigmas) - 1, jump_length, jump_interval, jump_repeat)
-    chunk = max_views_per_batch or len(all_views)
-    evals = 0
     for k, (i, j) in enumerate(schedule):
         if j > i:  # reverse step sigma_i -> sigma_j
             sigma, sigma_next = sigmas[i], sigmas[j]
-            a, b = affine_noise_scaling(model_sampling, sigma, like)
-            s, s_next = b / a, noise_to_signal(model_sampling, sigma_next, like)
-            c = langevin_fraction(s, s_next, eta)
-            lam = reverse_blend(s, s_next, c)
+            c = ddim_noise_share(model_sampling, sigma, sigma_next, eta)
+            lam = reverse_blend(noise_to_signal(model_sampling, sigma), noise_to_signal(model_sampling, sigma_next), c)
             render = representation.render(all_views)
-            x0 = torch.empty_like(render)
-            for start in range(0, len(all_views), chunk):
-                if check_cancel is not None:
-                    check_cancel()
-                ids = all_views[start : start + chunk]
-                x = model_sampling.noise_scaling(sigma.reshape(1).to(like), eps[ids], render[ids])
-                x0[ids] = denoiser(x, sigma.to(like), ids)
-                evals += len(ids)
+            x = model_sampling.noise_scaling(sigma.to(like), eps, render)
+            x0 = engine.denoise(x, sigma, all_views)
             representation.fit(render + lam * (x0 - render), all_views)
         else:  # RePaint forward step sigma_i -> sigma_j (higher): refresh noise only, theta unchanged
-            s_low = noise_to_signal(model_sampling, sigmas[i], like)
-            s_high = noise_to_signal(model_sampling, sigmas[j], like)
-            c = langevin_fraction(s_high, s_low, eta)
-        eps = torch.sqrt(1 - c**2) * eps + c * fresh(len(all_views))
+            c = ddim_noise_share(model_sampling, sigmas[j], sigmas[i], eta)
+        if c > 0.0:
+            eps = math.sqrt(1 - c * c) * eps + c * fresh()
         if callback is not None:
             callback(k, len(schedule), representation.canonical())
-    return DDRResult(representation.canonical(), representation.render(all_views), evals, schedule)
+    return DDRResult(representation.canonical(), representation.render(all_views), engine.model_evals, schedule)

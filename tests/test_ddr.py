@@ -1,96 +1,74 @@
 """DDR (Savani et al., Algorithm 1): identity = stochastic DDIM, closed form = Adam fit, RePaint jumps."""
 
+import math
+
 import pytest
 import torch
 
 from sync_canvas.projectors.identity import IdentityProjector
 from sync_canvas.projectors.panorama import WidePanoramaProjector
-from sync_canvas.samplers.ddr import langevin_fraction, repaint_schedule, sample_ddr
+from sync_canvas.samplers import DiscreteEpsSampling, FlowSampling, ddim_noise_share, sample_ddim, sample_synchronized
+from sync_canvas.samplers.analytic import GaussianDenoiser
+from sync_canvas.samplers.ddr import langevin_fraction, noise_to_signal, repaint_schedule, sample_ddr
 from sync_canvas.samplers.ddr_representations import CanonicalRepresentation, SirenRepresentation
 
-
-class VESampling:
-    """ComfyUI's EPS/V noise_scaling: x = x0 + sigma * noise."""
-
-    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
-        return latent_image + sigma.reshape(-1, *[1] * (noise.dim() - 1)) * noise
+EPS_SIGMAS = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.4, 0.0])
+FLOW_SIGMAS = torch.tensor([1.0, 0.8, 0.5, 0.3, 0.1, 0.0])
 
 
-class FlowSampling:
-    """ComfyUI's CONST (flow) noise_scaling: x = (1 - sigma) x0 + sigma * noise."""
-
-    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
-        s = sigma.reshape(-1, *[1] * (noise.dim() - 1))
-        return (1 - s) * latent_image + s * noise
-
-
-def gaussian_denoiser(ms):
-    """Exact E[x0 | x] for an iid unit-variance Gaussian prior under ``ms``'s noise scaling."""
-
-    def denoise(x, sigma, view_ids):
-        one = torch.ones(1, 1, 1, 1)
-        a = ms.noise_scaling(sigma.reshape(1), torch.zeros_like(one), one).reshape(())
-        b = ms.noise_scaling(sigma.reshape(1), one, torch.zeros_like(one)).reshape(())
-        return a * x / (a**2 + b**2)
-
-    return denoise
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny Adam loops are 30x slower when two intra-op threads fight other jobs for 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def reference_ddim(ms, sigmas, noise, eta, generator):
-    """Plain DDIM(eta) on one image, drawing its fresh noise in the same order as sample_ddr."""
-    denoise = gaussian_denoiser(ms)
-    one = torch.ones(1, 1, 1, 1)
-
-    def ab(s):
-        return (ms.noise_scaling(s.reshape(1), 0 * one, one).reshape(()), ms.noise_scaling(s.reshape(1), one, 0 * one).reshape(()))
-
-    a, b = ab(sigmas[0])
-    x = b * noise[None]
-    for i in range(len(sigmas) - 1):
-        a, b = ab(sigmas[i])
-        an, bn = ab(sigmas[i + 1])
-        x0 = denoise(x, sigmas[i], None)
-        eps_hat = (x - a * x0) / b
-        c = langevin_fraction(b / a, bn / an, eta)
-        z = torch.randn(noise.shape, generator=generator)[None]
-        x = an * x0 + bn * (torch.sqrt(1 - c**2) * eps_hat + c * z)
-    return x[0]
-
-
-@pytest.mark.parametrize("ms", [VESampling(), FlowSampling()], ids=["eps", "flow"])
-def test_identity_representation_is_stochastic_ddim(ms):
+@pytest.mark.parametrize("ms, sigmas", [(DiscreteEpsSampling(), EPS_SIGMAS), (FlowSampling(), FLOW_SIGMAS)], ids=["eps", "flow"])
+def test_identity_representation_is_stochastic_ddim(ms, sigmas):
     torch.manual_seed(0)
-    sigmas = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.4, 0.0]) if isinstance(ms, VESampling) else torch.tensor([0.99, 0.8, 0.5, 0.3, 0.1, 0.0])
     noise = torch.randn(4, 6, 5)
     rep = CanonicalRepresentation(IdentityProjector(6, 5), channels=4)
-    out = sample_ddr(gaussian_denoiser(ms), rep, sigmas, ms, eta=0.75, noise=noise, generator=torch.Generator().manual_seed(7))
-    ref = reference_ddim(ms, sigmas, noise, 0.75, torch.Generator().manual_seed(7))
+    out = sample_ddr(GaussianDenoiser(ms), rep, sigmas, ms, eta=0.75, noise=noise, generator=torch.Generator().manual_seed(7))
+    x_start = ms.noise_scaling(sigmas[0], noise, torch.zeros_like(noise))[None]
+    ref = sample_ddim(lambda x, s: GaussianDenoiser(ms)(x, s), x_start, sigmas, ms, eta=0.75, generator=torch.Generator().manual_seed(7))[0]
     assert out.model_evals == 5
     torch.testing.assert_close(out.canonical, ref, atol=1e-5, rtol=1e-5)
+    # and the engine's SyncTweedies case 2 on the same noise
+    sync = sample_synchronized(GaussianDenoiser(ms), IdentityProjector(6, 5), sigmas, noise, ms, case=2, eta=0.75,
+                               generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(out.canonical, sync.canonical, atol=1e-5, rtol=1e-5)
     # stochasticity is real: another seed gives another sample
-    other = reference_ddim(ms, sigmas, noise, 0.75, torch.Generator().manual_seed(8))
-    assert (other - ref).abs().max() > 1e-2
+    other = sample_ddr(GaussianDenoiser(ms), CanonicalRepresentation(IdentityProjector(6, 5), 4), sigmas, ms, eta=0.75,
+                       noise=noise, generator=torch.Generator().manual_seed(8))
+    assert (other.canonical - ref).abs().max() > 1e-2
+
+
+def test_langevin_fraction_is_the_engine_ddim_noise_share():
+    ms = DiscreteEpsSampling()
+    for s, s_next in [(14.6, 6.0), (2.5, 1.0), (0.4, 0.05)]:
+        mine = langevin_fraction(noise_to_signal(ms, torch.tensor(s)), noise_to_signal(ms, torch.tensor(s_next)), 0.75)
+        assert mine == pytest.approx(ddim_noise_share(ms, torch.tensor(s), torch.tensor(s_next), 0.75), rel=1e-6)
+    # the note's numeric check: alpha_bar 0.3 -> 0.5, eta 0.75
+    assert langevin_fraction(math.sqrt(0.7 / 0.3), 1.0, 0.75) == pytest.approx(0.566947, abs=1e-6)
 
 
 def test_crops_eta0_equal_canonical_ddim_with_averaged_x0():
-    """Note 1.10.4: exact crops + consistent noise + eta 0 = canonical DDIM with averaged x0 (MultiDiffusion)."""
+    """Note 1.10.4: exact crops + consistent noise + eta 0 = canonical DDIM with averaged x0 (case 5)."""
     torch.manual_seed(1)
-    ms = VESampling()
+    ms = DiscreteEpsSampling()
     proj = WidePanoramaProjector(8, 20, window=8, stride=4)
     sigmas = torch.tensor([10.0, 3.0, 1.0, 0.3, 0.0])
     noise = torch.randn(3, 8, 20)
-    denoise = gaussian_denoiser(ms)
-    # a denoiser that differs per view so averaging matters
-    def view_denoiser(x, sigma, ids):
-        return denoise(x, sigma, ids) + 0.1 * ids.float().reshape(-1, 1, 1, 1)
+    base = GaussianDenoiser(ms)
+
+    def view_denoiser(x, sigma, ids):  # views disagree, so the least-squares average matters
+        return base(x, sigma, ids) + 0.1 * ids.float().reshape(-1, 1, 1, 1)
 
     out = sample_ddr(view_denoiser, CanonicalRepresentation(proj, 3), sigmas, ms, eta=0.0, noise=noise)
-    x = sigmas[0] * noise
-    for i in range(len(sigmas) - 1):
-        ids = torch.arange(proj.n_views)
-        x0 = proj.aggregate(view_denoiser(proj.project(x), sigmas[i], ids))
-        x = x0 + sigmas[i + 1] * (x - x0) / sigmas[i]
-    torch.testing.assert_close(out.canonical, x, atol=1e-5, rtol=1e-5)
+    ref = sample_synchronized(view_denoiser, proj, sigmas, noise, ms, case=5)
+    torch.testing.assert_close(out.canonical, ref.canonical, atol=1e-5, rtol=1e-5)
 
 
 def test_closed_form_fit_equals_adam_fit_on_crops():
@@ -118,13 +96,13 @@ def test_repaint_schedule_walk():
 
 def test_repaint_jumps_leave_theta_unchanged_and_cost_no_model_call():
     torch.manual_seed(3)
-    ms = VESampling()
+    ms = DiscreteEpsSampling()
     proj = WidePanoramaProjector(8, 16, window=8, stride=4)
     rep = CanonicalRepresentation(proj, 2)
     sigmas = torch.tensor([8.0, 3.0, 1.0, 0.3, 0.0])
     thetas = []
     out = sample_ddr(
-        gaussian_denoiser(ms), rep, sigmas, ms, eta=0.75, jump_length=1, jump_interval=1,
+        GaussianDenoiser(ms), rep, sigmas, ms, eta=0.75, jump_length=1, jump_interval=1,
         generator=torch.Generator().manual_seed(0), callback=lambda k, n, canon: thetas.append(canon.clone()),
     )
     forward = [k for k, (i, j) in enumerate(out.schedule) if j < i]
@@ -154,12 +132,12 @@ def test_siren_renders_zero_then_fits():
 def test_siren_ddr_sample_tracks_ddim():
     """Paper Table 1: SIREN samples nearly match the plain sampler on the same noise."""
     torch.manual_seed(5)
-    ms = VESampling()
+    ms = DiscreteEpsSampling()
     sigmas = torch.tensor([6.0, 2.0, 0.7, 0.0])
     noise = torch.randn(2, 8, 8)
     rep = SirenRepresentation(IdentityProjector(8, 8), channels=2, width=64, depth=2, adam_steps=200, adam_lr=2e-3)
-    out = sample_ddr(gaussian_denoiser(ms), rep, sigmas, ms, eta=0.0, noise=noise)
-    ref = reference_ddim(ms, sigmas, noise, 0.0, torch.Generator())
+    out = sample_ddr(GaussianDenoiser(ms), rep, sigmas, ms, eta=0.0, noise=noise)
+    ref = sample_ddim(lambda x, s: GaussianDenoiser(ms)(x, s), sigmas[0] * noise[None], sigmas, ms)[0]
     rel = (out.canonical - ref).pow(2).mean() / ref.pow(2).mean()
     assert rel < 0.1, float(rel)
 
@@ -167,8 +145,8 @@ def test_siren_ddr_sample_tracks_ddim():
 def test_bad_inputs_raise():
     rep = CanonicalRepresentation(IdentityProjector(4, 4), 1)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        sample_ddr(gaussian_denoiser(VESampling()), rep, torch.tensor([1.0, 2.0]), VESampling())
+        sample_ddr(GaussianDenoiser(DiscreteEpsSampling()), rep, torch.tensor([1.0, 2.0]), DiscreteEpsSampling())
     with pytest.raises(ValueError, match="eta"):
-        sample_ddr(gaussian_denoiser(VESampling()), rep, torch.tensor([2.0, 0.0]), VESampling(), eta=1.5)
+        sample_ddr(GaussianDenoiser(DiscreteEpsSampling()), rep, torch.tensor([2.0, 0.0]), DiscreteEpsSampling(), eta=1.5)
     with pytest.raises(ValueError, match="solver"):
         CanonicalRepresentation(IdentityProjector(4, 4), 1, solver="lbfgs")
