@@ -52,6 +52,15 @@ def tensor_to_image(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(1, -1).float().cpu().contiguous()
 
 
+def canvas_to_image(canvas: torch.Tensor) -> torch.Tensor:
+    """Canonical RGB ``[3, H, W]`` -> IMAGE ``[1, H, W, 3]``; stacked planes ``[3, M, H, W]`` -> ``[M, H, W, 3]``."""
+    if canvas.dim() == 4:
+        return tensor_to_image(canvas.movedim(0, 1))
+    if canvas.dim() != 3:
+        raise ValueError(f"this canvas has shape {tuple(canvas.shape)} and cannot be shown as an image")
+    return tensor_to_image(canvas)
+
+
 def images_to_views(images: torch.Tensor) -> torch.Tensor:
     """IMAGE ``[N, h, w, C]`` -> ``[N, C, h, w]``."""
     if images.dim() != 4:

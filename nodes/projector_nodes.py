@@ -45,4 +45,77 @@ class SyncCanvasWidePanorama(io.ComfyNode):
         return io.NodeOutput(projectors.WidePanoramaProjector(height, width, window, stride, wrap))
 
 
-NODES = [SyncCanvasWidePanorama]
+class SyncCanvas360Panorama(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvas360Panorama",
+            display_name="SyncCanvas 360 Panorama",
+            category=PROJECTOR_CATEGORY,
+            description="An equirectangular 360 canvas seen by perspective views around the horizon (SyncTweedies or StochSync camera rig).",
+            inputs=[
+                io.Combo.Input("rig", options=["synctweedies", "stochsync"], default="synctweedies", tooltip="synctweedies: 8 views, yaw every 45 deg. stochsync: 10 views, yaw every 36 deg, in two groups of 5 that share no texel (use with the stochsync mode)."),
+                _size("view_size", 512, "View size in pixels (square): the model's native resolution."),
+                io.Float.Input("fov", default=72.0, min=10.0, max=170.0, step=1.0, tooltip="Horizontal field of view of each view in degrees (both papers: 72)."),
+                io.Float.Input("pitch", default=0.0, min=-90.0, max=90.0, step=1.0, tooltip="Pitch of the ring of views in degrees (0 = horizon)."),
+                io.Boolean.Input("pole_views", default=False, tooltip="Add two views looking straight up and down so the poles get content too."),
+                io.Int.Input("width", default=0, min=0, max=16384, step=16, tooltip="Canvas width in pixels (height = width / 2); 0 picks the width whose texel density matches the views."),
+                io.Combo.Input("interpolation", options=["nearest", "bilinear"], default="nearest", tooltip="nearest: one texel per view pixel, exact fuse (papers). bilinear: smoother, fused by least squares."),
+            ],
+            outputs=[_output()],
+        )
+
+    @classmethod
+    def execute(cls, rig, view_size, fov, pitch, pole_views, width, interpolation) -> io.NodeOutput:
+        canvas_hw = None
+        if width:
+            if width % 16:
+                raise ValueError(f"width={width} must be a multiple of 16 (height = width / 2 must be a multiple of 8)")
+            canvas_hw = (width // 2, width)
+        return io.NodeOutput(projectors.EquirectProjector(view_size, None, pitch, fov, canvas_hw, rig, pole_views, interpolation))
+
+
+class SyncCanvasAnagram(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasAnagram",
+            display_name="SyncCanvas Anagram Views",
+            category=PROJECTOR_CATEGORY,
+            description="Ambiguous images (Visual Anagrams): one canvas, each view a transform of it, each with its own prompt.",
+            inputs=[
+                _size("size", 512, "Canvas (and view) size in pixels, square."),
+                io.String.Input("views", default="identity, rotate_cw", tooltip="Comma-separated view transforms: identity, flip_h, flip_v, rotate_cw, rotate_ccw, rotate_180, negate, inner_rotate:<degrees>, jigsaw, jigsaw:<grid>:<seed>."),
+            ],
+            outputs=[_output()],
+        )
+
+    @classmethod
+    def execute(cls, size, views) -> io.NodeOutput:
+        specs = [v.strip() for v in views.split(",") if v.strip()]
+        if not specs:
+            raise ValueError(f"views={views!r} names no view transform")
+        return io.NodeOutput(projectors.AnagramProjector(size, size, specs))
+
+
+class SyncCanvasMultiplane(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasMultiplane",
+            display_name="SyncCanvas Multiplane",
+            category=PROJECTOR_CATEGORY,
+            description="Multiplane canvas (SyncTweedies' n-to-1 test space): each view sees the mean of M planes through another projector.",
+            inputs=[
+                SyncProjector.Input("projector", tooltip="The image-space projector applied to the plane mean (e.g. anagram views)."),
+                io.Int.Input("planes", default=3, min=1, max=64, tooltip="Number of planes M (SyncTweedies: 3)."),
+            ],
+            outputs=[_output()],
+        )
+
+    @classmethod
+    def execute(cls, projector, planes) -> io.NodeOutput:
+        return io.NodeOutput(projectors.MultiplaneProjector(projector, planes))
+
+
+NODES = [SyncCanvasWidePanorama, SyncCanvas360Panorama, SyncCanvasAnagram, SyncCanvasMultiplane]

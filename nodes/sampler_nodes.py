@@ -17,7 +17,7 @@ from comfy_api.latest import io
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..samplers.stochsync import stochsync_sigmas
-from .common import CATEGORY, latent_projector, projector_input, tensor_to_image
+from .common import CATEGORY, canvas_to_image, latent_projector, projector_input, tensor_to_image
 from .sync_sampling import (
     DEFAULT_MODE,
     MODE_TOOLTIP,
@@ -119,18 +119,14 @@ class SyncCanvasKSampler(io.ComfyNode):
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=None, callback=callback,
                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-        result, base_model = sink["result"], model.model
+        result = sink["result"]
         canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
         if vae is None:
             blocked = ExecutionBlocker(NO_VAE_MESSAGE)
             return io.NodeOutput(canvas, blocked, blocked)
-        canonical_rgb = result.canonical_rgb
-        if canonical_rgb is None:
-            canonical_rgb = vae.decode(out).movedim(-1, 1)[0]
-        views_rgb = result.views_rgb
-        if views_rgb is None:
-            views_rgb = vae.decode(base_model.process_latent_out(result.views)).movedim(-1, 1)
-        return io.NodeOutput(canvas, tensor_to_image(canonical_rgb.clamp(0, 1)), tensor_to_image(views_rgb.clamp(0, 1)))
+        # with a VAE the sampler always runs the final RGB synchronization, so both RGB results exist
+        return io.NodeOutput(canvas, canvas_to_image(result.canonical_rgb.clamp(0, 1)),
+                             tensor_to_image(result.views_rgb.clamp(0, 1)))
 
 
 class SyncCanvasSamplerSelect(io.ComfyNode):

@@ -208,7 +208,8 @@ def sample_sync_canvas(
         rgb_fuse = make_rgb_fuse(vae, base_model, pixel_projector.to(x.device), rgb_every_step)
     sigmas = sigmas.to(x.device)
 
-    if noise is None:
+    max_denoise = noise is not None and starts_at_max_sigma(model_sampling, sigmas)
+    if noise is None:  # x is already scaled (max_denoise included): undo the plain scaling only
         scale = model_sampling.noise_scaling(sigmas[:1], torch.ones_like(x[:1, :1]), torch.zeros_like(x[:1, :1]))
         noise, latent_image = x / scale, None
     else:
@@ -236,7 +237,7 @@ def sample_sync_canvas(
         result = sample_stochsync(denoiser, projector, sigmas, noise[0], model_sampling, inner_steps=inner_steps, **options)
     else:
         result = sample_synchronized(denoiser, projector, sigmas, noise[0], model_sampling, case=case, eta=eta,
-                                     max_denoise=starts_at_max_sigma(model_sampling, sigmas), **options)
+                                     max_denoise=max_denoise, **options)
     if result_sink is not None:
         result_sink["result"] = result
     return result.canonical.unsqueeze(0).to(x)

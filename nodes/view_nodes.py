@@ -16,9 +16,11 @@ from comfy_api.latest import io
 from .common import (
     CATEGORY,
     canonical_image_to_tensor,
+    canvas_to_image,
     images_to_views,
     latent_projector,
     projector_input,
+    require_kind,
     tensor_to_image,
 )
 
@@ -46,6 +48,34 @@ class SyncCanvasRenderViews(io.ComfyNode):
         canvas = canonical_image_to_tensor(image, projector)
         views = projector.project(canvas.to(projector.device), nearest=interpolation == "nearest")
         return io.NodeOutput(tensor_to_image(views))
+
+
+class SyncCanvasRenderDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasRenderDepth",
+            display_name="SyncCanvas Render Depth Views",
+            category=VIEWS_CATEGORY,
+            description="Per-view depth hints for a depth ControlNet from a 360 depth map (equirectangular, canvas-sized).",
+            inputs=[
+                projector_input("A 360 panorama projector (SyncCanvas 360 Panorama)."),
+                io.Image.Input("depth", tooltip="Equirectangular depth map of the canvas size (e.g. from Load Image); the first channel is used."),
+                io.Combo.Input("encoding", options=["near_bright", "distance"], default="near_bright", tooltip="near_bright: a ControlNet-style depth image (near = white), cut into views as is. distance: far = bright distance along the ray; converted to per-view z-depth and inverted to near = white."),
+            ],
+            outputs=[io.Image.Output("depth_views", tooltip="One depth hint per view, in the projector's view order (feed to ControlNetApplyAdvanced).")],
+        )
+
+    @classmethod
+    def execute(cls, projector, depth, encoding) -> io.NodeOutput:
+        require_kind(projector, ("360 panorama",), "SyncCanvas Render Depth Views")
+        canvas = canonical_image_to_tensor(depth, projector, "depth")[:1]
+        if encoding == "near_bright":
+            views = projector.project(canvas.to(projector.device), nearest=True)
+        else:
+            z = projector.depth_views(canvas.to(projector.device), radial=True)
+            views = 1.0 - z / z.flatten(1).amax(1).clamp_min(1e-8)[:, None, None, None]
+        return io.NodeOutput(tensor_to_image(views.clamp(0, 1).expand(-1, 3, -1, -1)))
 
 
 class SyncCanvasViewMasks(io.ComfyNode):
@@ -94,7 +124,7 @@ class SyncCanvasFuseViews(io.ComfyNode):
         canvas = projector.aggregate(w)
         if fill_holes:
             canvas = projector.fill(canvas)
-        return io.NodeOutput(tensor_to_image(canvas.clamp(0, 1)))
+        return io.NodeOutput(canvas_to_image(canvas.clamp(0, 1)))
 
 
 class SyncCanvasEmptyLatent(io.ComfyNode):
@@ -146,4 +176,4 @@ class SyncCanvasProjectLatent(io.ComfyNode):
         return io.NodeOutput({"samples": lat.project(samples[0].to(lat.device)).cpu()})
 
 
-NODES = [SyncCanvasRenderViews, SyncCanvasViewMasks, SyncCanvasFuseViews, SyncCanvasEmptyLatent, SyncCanvasProjectLatent]
+NODES = [SyncCanvasRenderViews, SyncCanvasRenderDepth, SyncCanvasViewMasks, SyncCanvasFuseViews, SyncCanvasEmptyLatent, SyncCanvasProjectLatent]

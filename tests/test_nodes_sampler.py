@@ -1,0 +1,192 @@
+"""The SyncCanvas KSampler and SAMPLER nodes through ComfyUI's real sampling stack (tiny random models).
+
+Skipped without COMFYUI_PATH. Every run is a few steps on 8x8-texel latent views on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.slow,  # imports ComfyUI (~10 s on a loaded 2-core machine) and runs the tiny UNet
+    pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
+]
+
+
+def _load_tiny():
+    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.import_comfy()
+    return module
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _load_tiny()
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return tiny.tiny_model()
+
+
+@pytest.fixture(scope="module")
+def vae(tiny):
+    return tiny.tiny_vae()
+
+
+def run_sampler(model, positive, negative, projector, **options):
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+
+    settings = dict(seed=3, steps=2, cfg=2.0, mode="case_2", scheduler="normal", eta=0.0, denoise=1.0)
+    settings.update(options)
+    with torch.inference_mode():
+        return SyncCanvasKSampler.execute(model, positive, negative, projector, **settings).args
+
+
+def four_view_projector():
+    from sync_canvas.projectors import AnagramProjector
+
+    return AnagramProjector(64, 64, ("identity", "flip_h", "flip_v", "rotate_180"))
+
+
+def test_wide_panorama_run_gives_finite_canvas_and_views_of_the_right_shapes(tiny, model, vae):
+    from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
+
+    projector = SyncCanvasWidePanorama.execute(width=128, height=64, window=64, stride=64, wrap=False).args[0]
+    latent, image, views = run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), projector, vae=vae)
+    assert latent["samples"].shape == (1, 4, 8, 16)
+    assert image.shape == (1, 64, 128, 3) and views.shape == (2, 64, 64, 3)
+    assert torch.isfinite(latent["samples"]).all() and latent["samples"].abs().sum() > 0
+    assert 0 <= float(image.min()) and float(image.max()) <= 1
+    # exact crops: the views are the canvas cut at the windows (final RGB synchronization)
+    torch.testing.assert_close(views[0], image[0, :, :64]) and torch.testing.assert_close(views[1], image[0, :, 64:])
+
+
+def test_identity_projector_with_one_view_equals_comfyui_euler_ksampler(tiny, model):
+    # deterministic DDIM in sigma space is exactly Euler; noise scaling at sigma_max follows KSAMPLER
+    import nodes as comfy_nodes
+
+    from sync_canvas.projectors import IdentityProjector
+
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    ours = run_sampler(model, pos, neg, IdentityProjector(64, 64), steps=3)[0]["samples"]
+    with torch.inference_mode():
+        stock = comfy_nodes.common_ksampler(model, 3, 3, 2.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 8, 8)})[0]
+    torch.testing.assert_close(ours, stock["samples"], rtol=1e-4, atol=1e-4)
+
+
+def test_sampler_select_through_sample_custom_equals_the_ksampler_node(tiny, model):
+    import comfy.sample
+    import comfy.samplers
+
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasSamplerSelect
+    from sync_canvas.projectors import IdentityProjector
+
+    projector = IdentityProjector(64, 64)
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    node = run_sampler(model, pos, neg, projector, steps=3)[0]["samples"]
+    sampler = SyncCanvasSamplerSelect.execute(projector, "case_2", 0.0).args[0]
+    latent = torch.zeros(1, 4, 8, 8)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 3).cpu()
+    with torch.inference_mode():
+        custom = comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, 3), 2.0, sampler, sigmas, pos, neg, latent, disable_pbar=True, seed=3)
+    torch.testing.assert_close(custom, node, rtol=1e-4, atol=1e-4)
+
+
+def test_controlnet_hints_follow_the_views_of_each_chunk(tiny, model):
+    # notes 1c: 4 hints, calls on 2 views with CFG must see [h_a, h_b, h_a, h_b], not [h0, h1, h2, h3]
+    import nodes as comfy_nodes
+
+    control = tiny.tiny_controlnet()
+    values = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    hints = values[:, None, None, None].expand(4, 64, 64, 3).contiguous()
+    pos, neg = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(tiny.conditioning(0), tiny.conditioning(1), control, hints, 1.0, 0.0, 1.0)
+    seen = []
+    handle = control.control_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["hint"][:, 0, 0, 0].tolist()), with_kwargs=True
+    )
+    try:
+        run_sampler(model, pos, neg, four_view_projector(), steps=2, max_views_per_batch=2)
+    finally:
+        handle.remove()
+    expected = [[0.1, 0.2, 0.1, 0.2], [0.3, 0.4, 0.3, 0.4]] * 2
+    assert len(seen) == 4
+    for got, want in zip(seen, expected):
+        assert got == pytest.approx(want, abs=1e-6)
+    # the full hint batch is restored after the run
+    assert all(c.cond_hint_original.shape[0] == 4 for _, d in pos for c in [d["control"]])
+
+
+def test_per_view_prompts_reach_their_views_in_single_view_calls(tiny, model):
+    from sync_canvas.nodes.conditioning_nodes import SyncCanvasPerViewConditioning
+
+    projector = four_view_projector()
+    prompts = {f"prompt_{i}": tiny.conditioning(10 + i) for i in range(1, 3)}
+    positive = SyncCanvasPerViewConditioning.execute(projector, "2,0,1,2", tiny.conditioning(10), **prompts).args[0]
+    contexts = []
+    handle = model.model.diffusion_model.register_forward_pre_hook(
+        lambda module, args, kwargs: contexts.append(kwargs["context"][:, 0, 0].clone()), with_kwargs=True
+    )
+    try:
+        run_sampler(model, positive, tiny.conditioning(1), projector, steps=1, max_views_per_batch=1)
+    finally:
+        handle.remove()
+    firsts = [float(tiny.conditioning(10 + p)[0][0][0, 0, 0]) for p in (2, 0, 1, 2)]
+    negative = float(tiny.conditioning(1)[0][0][0, 0, 0])
+    assert len(contexts) == 4
+    for view, context in enumerate(contexts):
+        assert sorted(context.tolist()) == pytest.approx(sorted([firsts[view], negative]))
+
+
+def test_cancel_stops_within_one_model_call(tiny, model):
+    import comfy.model_management
+
+    calls = []
+
+    def interrupt_after_first_call(module, args, kwargs):
+        calls.append(1)
+        comfy.model_management.interrupt_current_processing(True)
+
+    handle = model.model.diffusion_model.register_forward_pre_hook(interrupt_after_first_call, with_kwargs=True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), four_view_projector(), steps=4, max_views_per_batch=1)
+    finally:
+        handle.remove()
+        comfy.model_management.interrupt_current_processing(False)
+    assert len(calls) == 1
+
+
+def test_stochsync_mode_runs_on_groups_and_returns_finite_canvas(tiny, model):
+    from sync_canvas.projectors import WidePanoramaProjector
+
+    projector = WidePanoramaProjector(64, 192, 64, 64, wrap=False)
+    latent = run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), projector, mode="stochsync", steps=2, inner_steps=2)[0]
+    assert latent["samples"].shape == (1, 4, 8, 24) and torch.isfinite(latent["samples"]).all()
+
+
+def test_bad_inputs_raise_clear_errors(tiny, model):
+    import nodes as comfy_nodes
+
+    from sync_canvas.projectors import WidePanoramaProjector
+
+    projector = WidePanoramaProjector(64, 128, 64, 64)
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    with pytest.raises(ValueError, match="128x64 pixel canvas"):
+        run_sampler(model, pos, neg, projector, latent={"samples": torch.zeros(1, 4, 8, 8)})
+    hints = torch.zeros(3, 64, 64, 3)
+    cpos, cneg = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(pos, neg, tiny.tiny_controlnet(), hints, 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="3 images but the projector has 2 views"):
+        run_sampler(model, cpos, cneg, projector)
+    with pytest.raises(ValueError, match="unknown sampler mode"):
+        run_sampler(model, pos, neg, projector, mode="case_9")
+    with pytest.raises(ValueError, match="needs a latent"):
+        run_sampler(model, pos, neg, projector, denoise=0.5)
