@@ -55,13 +55,12 @@ def _round8(value: float, floor: int) -> int:
 
 def shrink_for_speed(graph: dict) -> list[str]:
     """--fast, in place: fewer steps and smaller canvases/views. Returns one line per change made."""
-    changes = []
+    originals: dict[tuple[str, str], object] = {}  # first value of every input changed, for the report
 
     def set_input(node_id, node, name, value):
-        old = node["inputs"][name]
-        if old != value:
+        if node["inputs"][name] != value:
+            originals.setdefault((node_id, name), node["inputs"][name])
             node["inputs"][name] = value
-            changes.append(f"node {node_id} ({node['class_type']}).{name}: {old} -> {value}")
 
     for node_id, node in graph.items():
         inputs = node["inputs"]
@@ -79,7 +78,8 @@ def shrink_for_speed(graph: dict) -> list[str]:
             width, window, stride, max_windows = cap
             set_input(node_id, node, width, min(inputs[width], max_windows * inputs[window]))
             set_input(node_id, node, stride, max(inputs[stride], _round8(inputs[window] / 2, 8)))
-    return changes
+    return [f"node {node_id} ({graph[node_id]['class_type']}).{name}: {old} -> {graph[node_id]['inputs'][name]}"
+            for (node_id, name), old in originals.items() if graph[node_id]["inputs"][name] != old]
 
 
 def retarget_models(graph: dict, checkpoint: str | None, controlnet: str | None) -> list[str]:

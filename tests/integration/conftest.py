@@ -1,0 +1,91 @@
+"""Real-ComfyUI integration tests: one ComfyUI server per session, driven over its HTTP API.
+
+Every test here is marked `comfyui`. Without COMFYUI_PATH they are skipped, and the end of the run says
+so in capitals (a green run that silently skipped them would read as a pass).
+The tiny random-weight models live in $SYNC_CANVAS_MODELS (default ~/.cache/sync_canvas/models) and
+are built on first use (about 4 s, 290 MB).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for path in (REPO / "scripts", HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+SKIP_REASON = "set COMFYUI_PATH to a ComfyUI checkout to run the real-ComfyUI integration tests"
+
+_skipped_for_missing_comfyui: list[str] = []
+RUN_LOG: list[tuple[str, float]] = []  # (workflow name, seconds) of every workflow that ran through ComfyUI
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if HERE in pathlib.Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.comfyui)
+            if not COMFYUI_PATH:
+                item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+                _skipped_for_missing_comfyui.append(item.nodeid)
+
+
+def pytest_unconfigure(config):
+    """Last lines of the run (after pytest's own summary), so neither message can scroll out of sight."""
+    terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
+    if terminalreporter is None:
+        return
+    if _skipped_for_missing_comfyui:
+        terminalreporter.write_sep(
+            "!", f"SKIPPED: {len(_skipped_for_missing_comfyui)} ComfyUI integration tests - set COMFYUI_PATH", red=True)
+    elif RUN_LOG:
+        seconds = sum(s for _, s in RUN_LOG)
+        names = ", ".join(sorted({name for name, _ in RUN_LOG}))
+        terminalreporter.write_sep(
+            "=", f"ComfyUI integration: {len({n for n, _ in RUN_LOG})} workflows ran through a real ComfyUI "
+                 f"in {seconds:.1f} s of prompt time ({names})", green=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> pathlib.Path:
+    from run_workflow import DEFAULT_MODELS_DIR, ensure_tiny_models
+
+    models = DEFAULT_MODELS_DIR.resolve()
+    ensure_tiny_models(models, pathlib.Path(COMFYUI_PATH).resolve())
+    return models
+
+
+@pytest.fixture(scope="session")
+def comfy(tiny_models_dir, tmp_path_factory):
+    """The session's ComfyUI server (comfy_server.ComfyServer), this pack loaded, tiny models on its paths."""
+    from comfy_server import ComfyServer
+
+    server = ComfyServer(COMFYUI_PATH, models_dir=tiny_models_dir, work_dir=tmp_path_factory.mktemp("comfyui"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def object_info(comfy) -> dict:
+    return comfy.object_info()
+
+
+@pytest.fixture
+def run_logged(comfy):
+    """run_logged(name, graph) -> history entry; records the run for the end-of-session summary."""
+
+    def run(name: str, graph: dict, timeout: float = 300.0) -> dict:
+        start = time.perf_counter()
+        entry = comfy.run(graph, timeout=timeout)
+        RUN_LOG.append((name, time.perf_counter() - start))
+        return entry
+
+    return run

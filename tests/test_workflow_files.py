@@ -1,0 +1,197 @@
+"""Without ComfyUI: the shipped workflow files are well formed, and the workflow tools used by the
+integration tests and scripts/run_workflow.py catch what they claim to catch.
+
+The node definitions below are a hand-written excerpt of ComfyUI 0.3.64's /object_info (same shapes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from run_workflow import TINY_CHECKPOINT, TINY_CONTROLNET, prepare_graph  # noqa: E402
+from workflow_format import (diff_api_graphs, is_api_graph, is_ui_workflow, ui_to_api,  # noqa: E402
+                             validate_ui_workflow, widget_layout)
+
+OBJECT_INFO = {
+    "CheckpointLoaderSimple": {
+        "input": {"required": {"ckpt_name": [["a.safetensors"], {}]}}, "input_order": {"required": ["ckpt_name"]},
+        "output": ["MODEL", "CLIP", "VAE"]},
+    "CLIPTextEncode": {
+        "input": {"required": {"text": ["STRING", {"multiline": True}], "clip": ["CLIP", {}]}},
+        "input_order": {"required": ["text", "clip"]}, "output": ["CONDITIONING"]},
+    "KSampler": {
+        "input": {"required": {
+            "model": ["MODEL", {}], "seed": ["INT", {"default": 0, "min": 0, "control_after_generate": True}],
+            "steps": ["INT", {"default": 20, "min": 1}], "cfg": ["FLOAT", {"default": 8.0}],
+            "sampler_name": [["euler", "ddim"], {}], "scheduler": ["COMBO", {"options": ["normal", "karras"]}],
+            "positive": ["CONDITIONING", {}], "negative": ["CONDITIONING", {}], "latent_image": ["LATENT", {}],
+            "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}]}},
+        "input_order": {"required": ["model", "seed", "steps", "cfg", "sampler_name", "scheduler", "positive",
+                                     "negative", "latent_image", "denoise"]},
+        "output": ["LATENT"]},
+    "EmptyLatentImage": {
+        "input": {"required": {"width": ["INT", {"default": 512}], "height": ["INT", {"default": 512}],
+                               "batch_size": ["INT", {"default": 1}]}},
+        "input_order": {"required": ["width", "height", "batch_size"]}, "output": ["LATENT"]},
+}
+
+
+def _ui_node(node_id, type_, order, inputs=(), outputs=(), widgets=None, mode=0):
+    node = {"id": node_id, "type": type_, "pos": [0, 0], "size": [200, 100], "flags": {}, "order": order,
+            "mode": mode, "properties": {}, "inputs": [dict(i) for i in inputs], "outputs": [dict(o) for o in outputs]}
+    if widgets is not None:
+        node["widgets_values"] = widgets
+    return node
+
+
+def small_ui_workflow() -> dict:
+    """checkpoint -> 2 prompts, empty latent -> KSampler, as the graph editor saves it."""
+    return {
+        "last_node_id": 5, "last_link_id": 6, "version": 0.4, "groups": [], "config": {}, "extra": {},
+        "nodes": [
+            _ui_node(1, "CheckpointLoaderSimple", 0, outputs=[
+                {"name": "MODEL", "type": "MODEL", "links": [1], "slot_index": 0},
+                {"name": "CLIP", "type": "CLIP", "links": [2, 3], "slot_index": 1},
+                {"name": "VAE", "type": "VAE", "links": None, "slot_index": 2}], widgets=["my.safetensors"]),
+            _ui_node(2, "CLIPTextEncode", 1, inputs=[{"name": "clip", "type": "CLIP", "link": 2}],
+                     outputs=[{"name": "CONDITIONING", "type": "CONDITIONING", "links": [4]}], widgets=["a lake"]),
+            _ui_node(3, "CLIPTextEncode", 2, inputs=[{"name": "clip", "type": "CLIP", "link": 3}],
+                     outputs=[{"name": "CONDITIONING", "type": "CONDITIONING", "links": [5]}], widgets=[""]),
+            _ui_node(4, "EmptyLatentImage", 3, outputs=[{"name": "LATENT", "type": "LATENT", "links": [6]}],
+                     widgets=[512, 256, 1]),
+            _ui_node(5, "KSampler", 4, inputs=[
+                {"name": "model", "type": "MODEL", "link": 1}, {"name": "positive", "type": "CONDITIONING", "link": 4},
+                {"name": "negative", "type": "CONDITIONING", "link": 5}, {"name": "latent_image", "type": "LATENT", "link": 6},
+            ], outputs=[{"name": "LATENT", "type": "LATENT", "links": []}],
+                widgets=[42, "randomize", 30, 7.5, "ddim", "karras", 1.0]),
+        ],
+        "links": [[1, 1, 0, 5, 0, "MODEL"], [2, 1, 1, 2, 0, "CLIP"], [3, 1, 1, 3, 0, "CLIP"],
+                  [4, 2, 0, 5, 1, "CONDITIONING"], [5, 3, 0, 5, 2, "CONDITIONING"], [6, 4, 0, 5, 3, "LATENT"]],
+    }
+
+
+SMALL_API = {
+    "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "my.safetensors"}},
+    "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lake", "clip": ["1", 1]}},
+    "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+    "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 256, "batch_size": 1}},
+    "5": {"class_type": "KSampler", "inputs": {
+        "model": ["1", 0], "seed": 42, "steps": 30, "cfg": 7.5, "sampler_name": "ddim", "scheduler": "karras",
+        "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0], "denoise": 1.0}},
+}
+
+
+def test_widget_layout_counts_the_seed_control_value():
+    assert widget_layout(OBJECT_INFO["KSampler"]) == [
+        ("seed", 2), ("steps", 1), ("cfg", 1), ("sampler_name", 1), ("scheduler", 1), ("denoise", 1)]
+
+
+def test_valid_ui_workflow_has_no_problems_and_converts_to_its_api_twin():
+    ui = small_ui_workflow()
+    assert validate_ui_workflow(ui, OBJECT_INFO) == []
+    assert diff_api_graphs(ui_to_api(ui, OBJECT_INFO), SMALL_API) == []
+
+
+def test_widget_values_missing_the_seed_control_are_caught():
+    ui = small_ui_workflow()
+    ui["nodes"][4]["widgets_values"] = [42, 30, 7.5, "ddim", "karras", 1.0]  # no "randomize" after the seed
+    problems = validate_ui_workflow(ui, OBJECT_INFO)
+    assert any("widgets_values has 6 values, KSampler has 7" in p for p in problems), problems
+
+
+def test_widget_values_in_the_wrong_order_are_caught():
+    ui = small_ui_workflow()
+    ui["nodes"][4]["widgets_values"] = [42, "randomize", 7.5, 30, "ddim", "karras", 1.0]  # cfg and steps swapped
+    problems = validate_ui_workflow(ui, OBJECT_INFO)
+    assert any("'steps' got 7.5" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    (lambda ui: ui["links"][0].__setitem__(4, 1), "inputs[1].link is not 1"),
+    (lambda ui: ui["nodes"][0]["outputs"][1]["links"].remove(3), "not listed in node 1 outputs[1].links"),
+    (lambda ui: ui["links"][5].__setitem__(5, "IMAGE"), "type IMAGE but node 4 output 0 is LATENT"),
+    (lambda ui: ui.pop("last_link_id"), "missing required key 'last_link_id'"),
+    (lambda ui: ui["nodes"][2].pop("order"), "field 'order' missing"),
+    (lambda ui: ui["nodes"][3].__setitem__("type", "NoSuchNode"), "not registered in /object_info"),
+    (lambda ui: ui["nodes"][4]["inputs"][3].__setitem__("link", None), "input 'latent_image' is not connected"),
+])
+def test_broken_ui_workflows_are_caught(breakage, expected):
+    ui = small_ui_workflow()
+    breakage(ui)
+    problems = validate_ui_workflow(ui, OBJECT_INFO)
+    assert any(expected in p for p in problems), problems
+
+
+def test_converter_follows_reroutes_drops_muted_and_wires_through_bypassed_nodes():
+    ui = small_ui_workflow()
+    # Reroute between the positive prompt and the sampler.
+    ui["nodes"].append(_ui_node(6, "Reroute", 5, inputs=[{"name": "", "type": "*", "link": 7}],
+                                outputs=[{"name": "", "type": "CONDITIONING", "links": [4]}]))
+    ui["links"][3] = [4, 6, 0, 5, 1, "CONDITIONING"]
+    ui["links"].append([7, 2, 0, 6, 0, "CONDITIONING"])
+    ui["nodes"][1]["outputs"][0]["links"] = [7]
+    ui["last_node_id"], ui["last_link_id"] = 6, 7
+    ui["nodes"][2]["mode"] = 4  # bypassed negative prompt: no CONDITIONING input to pass through
+    api = ui_to_api(ui, OBJECT_INFO)
+    assert api["5"]["inputs"]["positive"] == ["2", 0]
+    assert "3" not in api and "negative" not in api["5"]["inputs"]
+    assert validate_ui_workflow(ui, OBJECT_INFO) == []
+
+
+def test_graph_diff_names_the_differing_input():
+    other = copy.deepcopy(SMALL_API)
+    other["5"]["inputs"]["cfg"] = 8.0
+    other["2"]["inputs"]["clip"] = ["1", 0]
+    assert sorted(diff_api_graphs(SMALL_API, other)) == [
+        "node 2 (CLIPTextEncode).clip: ['1', 1] != ['1', 0]", "node 5 (KSampler).cfg: 7.5 != 8.0"]
+
+
+def test_prepare_graph_retargets_models_and_fast_shrinks_with_a_change_list():
+    graph = copy.deepcopy(SMALL_API)
+    graph["6"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "depth.safetensors"}}
+    graph["7"] = {"class_type": "SyncCanvasWidePanorama",
+                  "inputs": {"width": 3072, "height": 512, "window": 512, "stride": 64, "wrap": False}}
+    out, changes = prepare_graph(graph, fast=True)
+    assert graph == {**SMALL_API, "6": graph["6"], "7": graph["7"]}, "the input graph must not change"
+    assert out["1"]["inputs"]["ckpt_name"] == TINY_CHECKPOINT
+    assert out["6"]["inputs"]["control_net_name"] == TINY_CONTROLNET
+    assert out["5"]["inputs"]["steps"] == 2 and out["5"]["inputs"]["seed"] == 42
+    assert (out["4"]["inputs"]["width"], out["4"]["inputs"]["height"]) == (64, 64)
+    pano = out["7"]["inputs"]
+    assert (pano["width"], pano["height"], pano["window"], pano["stride"]) == (192, 64, 64, 32)
+    assert (pano["width"] - pano["window"]) // pano["stride"] + 1 == 5  # a handful of views
+    assert len(changes) == 9 and "node 7 (SyncCanvasWidePanorama).width: 3072 -> 192" in changes
+
+
+def test_prepare_graph_keeps_user_models_and_sizes_without_fast():
+    out, changes = prepare_graph(SMALL_API, checkpoint="mine.safetensors")
+    assert out["1"]["inputs"]["ckpt_name"] == "mine.safetensors"
+    assert changes == ["node 1 (CheckpointLoaderSimple).ckpt_name: my.safetensors -> mine.safetensors"]
+
+
+# -- the files shipped in workflows/ ------------------------------------------------------------------
+WORKFLOW_FILES = sorted((REPO / "workflows").rglob("*.json"))
+
+
+@pytest.mark.skipif(not WORKFLOW_FILES, reason="no workflows/*.json yet")
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=[p.name for p in WORKFLOW_FILES] or None)
+def test_shipped_workflow_is_ui_or_api_format_with_a_partner(path):
+    data = json.loads(path.read_text())
+    if path.name.endswith("_api.json"):
+        assert is_api_graph(data), f"{path.name} is named like an API graph but is not one"
+        ui_twin = path.with_name(path.name[: -len("_api.json")] + ".json")
+        assert ui_twin.is_file(), f"{path.name} has no UI twin {ui_twin.name}"
+    else:
+        assert is_ui_workflow(data), f"{path.name} is not a UI-format workflow"
+        assert path.with_name(path.stem + "_api.json").is_file(), f"{path.name} has no API twin {path.stem}_api.json"
+        link_problems = [p for p in validate_ui_workflow(data, object_info={})
+                         if "not registered in /object_info" not in p]
+        assert not link_problems, link_problems
