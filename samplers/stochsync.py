@@ -198,8 +198,6 @@ def sample_stochsync(
         Others as in :func:`sample_synchronized`. ``model_evals`` = :func:`planned_model_evals` of the plan.
     """
     sigmas = check_sigmas(sigmas)
-    if (sigmas[:-1] == 0).any():
-        raise ValueError(f"only the last sigma may be 0, got {sigmas.tolist()}")
     if not 0.0 <= boundary_width <= 1.0:
         raise ValueError(f"boundary_width must be in [0, 1], got {boundary_width!r}")
     check_inputs(projector, noise, latent_image, generator, max_views_per_batch, rgb_fuse)
