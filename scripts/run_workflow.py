@@ -145,6 +145,12 @@ def image_sizes(files: list[pathlib.Path]) -> list[str]:
     return sizes
 
 
+def _copy_keeping_subfolder(file: pathlib.Path, output_root: pathlib.Path, dest_root: pathlib.Path) -> pathlib.Path:
+    dest = dest_root / file.relative_to(output_root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return pathlib.Path(shutil.copy2(file, dest))
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
                 report.update(status=status_of(entry), error=error_message(entry), run_seconds=round(entry["seconds"], 2))
                 if args.output is not None:
                     args.output.mkdir(parents=True, exist_ok=True)
-                    files = [pathlib.Path(shutil.copy2(f, args.output / f.name)) for f in files]
+                    files = [_copy_keeping_subfolder(f, server.output_dir, args.output) for f in files]
                 report["outputs"] = [f"{f} ({size})" for f, size in zip(files, image_sizes(files))]
                 if report["status"] != "success":
                     report["server_log_tail"] = server.log_tail(2000)

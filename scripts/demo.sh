@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fresh machine to a result in one command: set everything up, run a shipped workflow headless through
+# a real ComfyUI, copy what it made into ./output/.
+#
+#   scripts/demo.sh [CHECKPOINT]
+#
+#   CHECKPOINT / $SYNC_CHECKPOINT  a checkpoint file in your ComfyUI's models/checkpoints (e.g.
+#                                  v1-5-pruned-emaonly.safetensors). Without one, a tiny random-weight
+#                                  demo model is built and used: the run is real, the picture is noise.
+#   $SYNC_WORKFLOW                 API-format workflow to run (default: workflows/wide_panorama_api.json,
+#                                  else the first workflows/*_api.json)
+#   $SYNC_FAST                     1: fewer steps, smaller canvas (default with the demo model, which is
+#                                  slow at full size on a CPU and makes noise anyway); 0: as shipped
+#   $SYNC_OUTPUT                   where to copy the outputs (default: ./output)
+#   $COMFYUI_PATH                  an existing ComfyUI checkout (default: the one scripts/setup.sh provides)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+# setup.sh is idempotent and prints `export COMFYUI_PATH=...` as its last line.
+eval "$(bash scripts/setup.sh | tail -n 1)"
+py="${SYNC_VENV:-$repo/.venv}/bin/python"
+
+checkpoint="${1:-${SYNC_CHECKPOINT:-}}"
+workflow="${SYNC_WORKFLOW:-}"
+if [[ -z "$workflow" ]]; then
+  workflow=workflows/wide_panorama_api.json
+  if [[ ! -f "$workflow" ]]; then
+    workflow=$(ls workflows/*_api.json 2>/dev/null | head -n 1 || true)
+  fi
+fi
+if [[ -z "$workflow" || ! -f "$workflow" ]]; then
+  echo "demo: no workflow to run (SYNC_WORKFLOW='${SYNC_WORKFLOW:-}', nothing in workflows/*_api.json)" >&2
+  exit 2
+fi
+
+args=("$workflow" --output "${SYNC_OUTPUT:-$repo/output}")
+if [[ -n "$checkpoint" ]]; then
+  args+=(--checkpoint "$checkpoint")
+  fast="${SYNC_FAST:-0}"
+else
+  echo "demo: no checkpoint given (first argument or SYNC_CHECKPOINT): using the tiny random-weight demo model" >&2
+  fast="${SYNC_FAST:-1}"
+fi
+[[ "$fast" == 1 ]] && args+=(--fast)
+
+echo "demo: $py scripts/run_workflow.py ${args[*]}" >&2
+exec "$py" scripts/run_workflow.py "${args[@]}"
