@@ -56,11 +56,11 @@ class Camera:
         tan = math.tan(math.radians(self.fov) / 2)
         ys = (1 - (np.arange(h) + 0.5) / h * 2) * tan
         xs = ((np.arange(w) + 0.5) / w * 2 - 1) * tan * (w / h)
-        gx, gy = np.meshgrid(xs, ys, indexing="xy")
-        d_cam = np.stack([gx, gy, -np.ones_like(gx)], -1).reshape(-1, 3)
-        d_world = d_cam @ self.rotation.T
-        d_world /= np.linalg.norm(d_world, axis=1, keepdims=True)
-        return np.broadcast_to(self.position, d_world.shape).copy(), d_world
+        d_cam = np.empty((h, w, 3))
+        d_cam[..., 0], d_cam[..., 1], d_cam[..., 2] = xs[None, :], ys[:, None], -1.0
+        d_world = d_cam.reshape(-1, 3) @ self.rotation.T
+        d_world /= np.sqrt(np.einsum("ij,ij->i", d_world, d_world))[:, None]
+        return np.broadcast_to(self.position, d_world.shape), d_world
 
 
 @dataclass

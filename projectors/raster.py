@@ -120,43 +120,41 @@ def rasterize(
 
 
 def derive_attributes(mesh: MeshData, cams: list[Camera], face_id, bary, h: int, w: int, backend: str) -> RasterResult:
-    """UV, depth, normal and view cosine from ``face_id [N, P]`` and ``bary [N, P, 3]``."""
+    """UV, depth, normal and view cosine from ``face_id [N, P]`` and ``bary [N, P, 3]`` (hit pixels only)."""
     device = face_id.device
     n = len(cams)
     hit = face_id >= 0
-    fid = face_id.clamp_min(0)
-    verts = torch.as_tensor(mesh.vertices, dtype=torch.float64, device=device)
-    faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)
-    b = bary.to(torch.float64) * hit.unsqueeze(-1)
-    corners = verts[faces[fid]]  # [N, P, 3, 3]
-    points = (b.unsqueeze(-1) * corners).sum(-2)
-    positions = torch.as_tensor(np.stack([c.position for c in cams]), dtype=torch.float64, device=device)
-    forward = -torch.as_tensor(np.stack([c.rotation[:, 2] for c in cams]), dtype=torch.float64, device=device)
-    to_point = points - positions[:, None]
-    depth = (to_point * forward[:, None]).sum(-1)
+    view, pixel = torch.nonzero(hit, as_tuple=True)
+    fid = face_id[view, pixel]
+    b = bary[view, pixel].to(torch.float32)
+    verts = torch.as_tensor(mesh.vertices, dtype=torch.float32, device=device)
+    faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=device)[fid]  # [K, 3]
+    v0, v1, v2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    points = b[:, :1] * v0 + b[:, 1:2] * v1 + b[:, 2:] * v2
+    positions = torch.as_tensor(np.stack([c.position for c in cams]), dtype=torch.float32, device=device)[view]
+    forward = -torch.as_tensor(np.stack([c.rotation[:, 2] for c in cams]), dtype=torch.float32, device=device)[view]
+    to_point = points - positions
     ray = torch.nn.functional.normalize(to_point, dim=-1)
-    face_normal = torch.nn.functional.normalize(
-        torch.cross(corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :], dim=-1), dim=-1
-    )
+    face_normal = torch.nn.functional.normalize(torch.cross(v1 - v0, v2 - v0, dim=-1), dim=-1)
     facing = (face_normal * ray).sum(-1, keepdim=True)
     normal = torch.where(facing > 0, -face_normal, face_normal)  # two-sided: turn towards the camera
-    view_cos = (-(normal * ray).sum(-1)).clamp(0, 1)
+
+    def scatter(values: torch.Tensor, *tail: int) -> torch.Tensor:
+        out = torch.zeros(n, h * w, *tail, dtype=torch.float32, device=device)
+        out[view, pixel] = values
+        return out.reshape(n, h, w, *tail)
+
     if mesh.uvs is not None:
-        uvs = torch.as_tensor(mesh.uvs, dtype=torch.float64, device=device)
-        uv = (b.unsqueeze(-1) * uvs[faces[fid]]).sum(-2)
+        uvs = torch.as_tensor(mesh.uvs, dtype=torch.float32, device=device)
+        uv = b[:, :1] * uvs[faces[:, 0]] + b[:, 1:2] * uvs[faces[:, 1]] + b[:, 2:] * uvs[faces[:, 2]]
     else:
-        uv = torch.zeros(*face_id.shape, 2, dtype=torch.float64, device=device)
-    m = hit.to(torch.float64)
-
-    def shape(t, *tail):
-        return (t * (m.reshape(*m.shape, *([1] * len(tail))))).to(torch.float32).reshape(n, h, w, *tail)
-
+        uv = torch.zeros(len(fid), 2, device=device)
     return RasterResult(
         face_id=torch.where(hit, face_id, -1).reshape(n, h, w),
-        bary=shape(b, 3),
-        uv=shape(uv, 2),
-        depth=shape(depth),
-        normal=shape(normal, 3),
-        view_cos=shape(view_cos),
+        bary=scatter(b, 3),
+        uv=scatter(uv, 2),
+        depth=scatter((to_point * forward).sum(-1)),
+        normal=scatter(normal, 3),
+        view_cos=scatter((-(normal * ray).sum(-1)).clamp(0, 1)),
         backend=backend,
     )

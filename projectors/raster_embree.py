@@ -1,29 +1,38 @@
-"""Exact ray casting with trimesh's Embree back-end (``embreex``): one ray per pixel centre."""
+"""Exact ray casting with Embree (``embreex``, the back-end trimesh uses): one ray per pixel centre.
+
+Embree reports the hit's barycentrics directly (``hit = (1 - u - v) p0 + u p1 + v p2``), so no hit
+point has to be reconstructed. It works in float32; the mesh is already in the unit box.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+RAYS_PER_CALL = 1 << 21  # bounds the temporary arrays
+
 
 def rasterize_embree(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: int, device=None):
     """First hit of every pixel-centre ray: ``(face_id [N, h*w] int64 (-1 miss), bary [N, h*w, 3])``."""
-    import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector
+    from embreex import rtcore_scene
+    from embreex.mesh_construction import TriangleMesh
 
-    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False)
-    intersector = RayMeshIntersector(mesh)
-    rays = [c.rays(h, w) for c in cams]
-    origins = np.concatenate([r[0] for r in rays])
-    directions = np.concatenate([r[1] for r in rays])
-    tri, ray_id, locations = intersector.intersects_id(origins, directions, multiple_hits=False, return_locations=True)
+    scene = rtcore_scene.EmbreeScene()
+    TriangleMesh(scene=scene, vertices=np.ascontiguousarray(vertices, np.float32), indices=np.ascontiguousarray(faces, np.int32))
     n, p = len(cams), h * w
-    face_id = np.full(n * p, -1, dtype=np.int64)
-    bary = np.zeros((n * p, 3), dtype=np.float64)
-    if len(tri):
-        face_id[ray_id] = tri
-        bary[ray_id] = trimesh.triangles.points_to_barycentric(mesh.triangles[tri], locations)
-    # embree reports float32 hit points: clean barycentrics that stray a hair outside the triangle
-    bary = np.clip(bary, 0.0, 1.0)
-    bary /= np.maximum(bary.sum(1, keepdims=True), 1e-12)
-    return torch.from_numpy(face_id.reshape(n, p)), torch.from_numpy(bary.reshape(n, p, 3)).float()
+    face_id = np.empty((n, p), dtype=np.int64)
+    bary = np.zeros((n, p, 3), dtype=np.float32)
+    for i, cam in enumerate(cams):
+        origins, directions = cam.rays(h, w)
+        for s in range(0, p, RAYS_PER_CALL):
+            e = min(p, s + RAYS_PER_CALL)
+            hit = scene.run(origins[s:e].astype(np.float32), directions[s:e].astype(np.float32), output=1)
+            face_id[i, s:e] = hit["primID"]
+            u, v = hit["u"], hit["v"]
+            bary[i, s:e] = np.stack([1 - u - v, u, v], 1)
+    miss = face_id < 0
+    face_id[miss] = -1
+    bary[miss] = 0
+    np.clip(bary, 0.0, 1.0, out=bary)
+    bary /= np.maximum(bary.sum(-1, keepdims=True), 1e-12)
+    return torch.from_numpy(face_id), torch.from_numpy(bary)
