@@ -64,8 +64,8 @@ def main() -> None:
     print(f"mesh: {mesh.n_faces} faces, {mesh.n_vertices} vertices; rig: {len(rig)} views")
 
     t_raster, raster = timed(lambda: rasterize(mesh, rig, (768, 768), args.backend))
-    t_rgb, rgb = timed(lambda: MeshTextureProjector(mesh, rig, 768, 1024, raster=raster))
-    t_latent, latent = timed(lambda: MeshTextureProjector(mesh, rig, 96, 1536, backend=args.backend))
+    t_rgb, rgb = timed(lambda: MeshTextureProjector(mesh, rig, 768, 1024, 1536, raster=raster))
+    t_latent, latent = timed(lambda: rgb.rescaled(8))
     precompute = t_raster + t_rgb + t_latent
     print(f"backend {raster.backend}; coverage RGB {100 * rgb.coverage_fraction():.1f}%, latent {100 * latent.coverage_fraction():.1f}%")
 

@@ -33,6 +33,8 @@ class MeshTextureProjector(Projector):
         rig: the cameras (and optional StochSync groups).
         view_size: ``h`` or ``(h, w)`` of each view in pixels of *this* projector (latent or RGB).
         texture_size: ``T`` (texture is ``T x T``).
+        latent_texture_size: texture size ``rescaled(factor)`` uses when none is given (the paper:
+            1536 for the latent texture with a 1024 RGB one); None means ``T // factor``.
         cos_exponent: ``k`` in ``W = cos^k`` (0: plain visibility).
         sampling: "bilinear" or "nearest" texture lookup for ``project``; noise is always projected
             with nearest taps (see base class).
@@ -47,6 +49,7 @@ class MeshTextureProjector(Projector):
         rig: CameraRig,
         view_size: int | tuple[int, int] = 96,
         texture_size: int = 1536,
+        latent_texture_size: int | None = None,
         cos_exponent: float = 3.0,
         sampling: str = "bilinear",
         backend: str = "auto",
@@ -63,6 +66,7 @@ class MeshTextureProjector(Projector):
         hw = (int(view_size), int(view_size)) if np.isscalar(view_size) else tuple(int(s) for s in view_size)
         self.mesh, self.rig = mesh, rig
         self.texture_size = int(texture_size)
+        self.latent_texture_size = None if latent_texture_size is None else int(latent_texture_size)
         self.cos_exponent = float(cos_exponent)
         self.sampling = sampling
         self.backend = backend
@@ -87,14 +91,17 @@ class MeshTextureProjector(Projector):
     def rescaled(self, factor: int, texture_size: int | None = None) -> "MeshTextureProjector":
         """Same mesh and cameras with views ``factor`` times smaller (8 for SD latents).
 
-        ``texture_size`` defaults to ``self.texture_size // factor``; the paper uses a *larger* latent
-        texture (1536) than RGB texture (1024), so pass it explicitly to follow it.
+        ``texture_size`` defaults to ``latent_texture_size`` when set, else ``self.texture_size // factor``
+        (the paper uses a *larger* latent texture, 1536, than RGB texture, 1024).
         """
         if factor < 1 or self.view_hw[0] % factor or self.view_hw[1] % factor:
             raise ValueError(f"factor {factor} must divide the view size {self.view_hw}")
-        size = texture_size if texture_size is not None else max(1, self.texture_size // factor)
+        size = texture_size if texture_size is not None else self.latent_texture_size
+        size = size if size is not None else max(1, self.texture_size // factor)
         hw = (self.view_hw[0] // factor, self.view_hw[1] // factor)
-        return MeshTextureProjector(self.mesh, self.rig, hw, size, self.cos_exponent, self.sampling, self.backend).to(self.device)
+        return MeshTextureProjector(
+            self.mesh, self.rig, hw, size, None, self.cos_exponent, self.sampling, self.backend
+        ).to(self.device)
 
     def view_groups(self) -> list[list[int]]:
         """The rig's StochSync groups when it has them, else the base class's greedy colouring."""

@@ -91,6 +91,8 @@ def test_rescaled_keeps_geometry_at_lower_resolution(sphere_projector):
     big = sphere_projector.masks()
     pooled = torch.nn.functional.avg_pool2d(big, 4)
     assert ((pooled > 0.5).float() == small.masks()).float().mean() > 0.95
+    paper = MeshTextureProjector(sphere_projector.mesh, sphere_projector.rig, 64, 48, 72, raster=sphere_projector.raster)
+    assert paper.rescaled(8).canonical_shape == (72, 72)  # latent texture larger than RGB, as in A1.3
     with pytest.raises(ValueError, match="must divide"):
         sphere_projector.rescaled(5)
 
