@@ -107,15 +107,15 @@ class SyncCanvasMultiplane(io.ComfyNode):
             category=PROJECTOR_CATEGORY,
             description="Multiplane canvas (SyncTweedies' n-to-1 test space): each view sees the mean of M planes through another projector.",
             inputs=[
-                SyncProjector.Input("projector", tooltip="The image-space projector applied to the plane mean (e.g. anagram views)."),
+                SyncProjector.Input("inner", tooltip="The image-space projector applied to the plane mean (e.g. anagram views)."),
                 io.Int.Input("planes", default=3, min=1, max=64, tooltip="Number of planes M (SyncTweedies: 3)."),
             ],
             outputs=[_output()],
         )
 
     @classmethod
-    def execute(cls, projector, planes) -> io.NodeOutput:
-        return io.NodeOutput(projectors.MultiplaneProjector(projector, planes))
+    def execute(cls, inner, planes) -> io.NodeOutput:
+        return io.NodeOutput(projectors.MultiplaneProjector(inner, planes))
 
 
 NODES = [SyncCanvasWidePanorama, SyncCanvas360Panorama, SyncCanvasAnagram, SyncCanvasMultiplane]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 import comfy.model_management
+import comfy.utils
 from comfy_api.latest import io
 
 from .common import (
@@ -50,6 +51,20 @@ class SyncCanvasRenderViews(io.ComfyNode):
         return io.NodeOutput(tensor_to_image(views))
 
 
+def resize_to_canvas(image: torch.Tensor, projector, what: str) -> torch.Tensor:
+    """IMAGE ``[1, h, w, C]`` resized (bilinear) to the canvas when it has the canvas's aspect ratio."""
+    height, width = projector.canonical_shape[-2:]
+    if image.dim() != 4 or tuple(image.shape[1:3]) == (height, width):
+        return image
+    if abs(image.shape[2] / image.shape[1] - width / height) > 0.01 * width / height:
+        raise ValueError(
+            f"{what} is {image.shape[2]}x{image.shape[1]} (WxH) but the canvas is {width}x{height}; "
+            f"give a map with the canvas's aspect ratio {width / height:g}:1"
+        )
+    resized = comfy.utils.common_upscale(image.movedim(-1, 1), width, height, "bilinear", "disabled")
+    return resized.movedim(1, -1)
+
+
 class SyncCanvasRenderDepth(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -60,7 +75,7 @@ class SyncCanvasRenderDepth(io.ComfyNode):
             description="Per-view depth hints for a depth ControlNet from a 360 depth map (equirectangular, canvas-sized).",
             inputs=[
                 projector_input("A 360 panorama projector (SyncCanvas 360 Panorama)."),
-                io.Image.Input("depth", tooltip="Equirectangular depth map of the canvas size (e.g. from Load Image); the first channel is used."),
+                io.Image.Input("depth", tooltip="Equirectangular depth map (e.g. from Load Image), 2:1; resized to the canvas if needed. The first channel is used."),
                 io.Combo.Input("encoding", options=["near_bright", "distance"], default="near_bright", tooltip="near_bright: a ControlNet-style depth image (near = white), cut into views as is. distance: far = bright distance along the ray; converted to per-view z-depth and inverted to near = white."),
             ],
             outputs=[io.Image.Output("depth_views", tooltip="One depth hint per view, in the projector's view order (feed to ControlNetApplyAdvanced).")],
@@ -69,7 +84,7 @@ class SyncCanvasRenderDepth(io.ComfyNode):
     @classmethod
     def execute(cls, projector, depth, encoding) -> io.NodeOutput:
         require_kind(projector, ("360 panorama",), "SyncCanvas Render Depth Views")
-        canvas = canonical_image_to_tensor(depth, projector, "depth")[:1]
+        canvas = canonical_image_to_tensor(resize_to_canvas(depth, projector, "depth"), projector, "depth")[:1]
         if encoding == "near_bright":
             views = projector.project(canvas.to(projector.device), nearest=True)
         else:

@@ -1,0 +1,74 @@
+"""The shipped workflows: generated twins are up to date, the UI twin is a valid graph-editor workflow and
+converts to exactly the API twin; every node schema is valid and documented. Skipped without COMFYUI_PATH."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+import pytest
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.slow,  # imports ComfyUI's nodes (~10 s on a loaded 2-core machine)
+    pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
+]
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(path: pathlib.Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def build():
+    return _load(ROOT / "workflows" / "build_workflows.py", "build_workflows")
+
+
+@pytest.fixture(scope="module")
+def definitions(build):
+    return build.load_definitions(os.environ["COMFYUI_PATH"])
+
+
+@pytest.fixture(scope="module")
+def workflow_format():
+    return _load(ROOT / "scripts" / "workflow_format.py", "workflow_format")
+
+
+def test_workflow_files_are_what_the_builder_writes(build, definitions):
+    files = build.build_files(definitions)
+    assert len(files) == 2 * len(build.WORKFLOWS) + 1
+    stale = [str(p.relative_to(ROOT)) for p, data in files.items() if not p.exists() or p.read_bytes() != data]
+    assert stale == [], f"run workflows/build_workflows.py: {stale}"
+
+
+@pytest.mark.parametrize("name", ["wide_panorama", "panorama360_stochsync", "panorama360_depth", "ambiguous_image"])
+def test_ui_twin_is_valid_and_converts_to_the_api_twin(name, definitions, workflow_format):
+    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    api = json.loads((ROOT / "workflows" / f"{name}_api.json").read_text())
+    assert workflow_format.validate_ui_workflow(ui, definitions) == []
+    assert workflow_format.diff_api_graphs(api, workflow_format.ui_to_api(ui, definitions)) == []
+    assert {n["class_type"] for n in api.values()} <= set(definitions)
+
+
+def test_every_node_has_a_prefixed_id_a_category_and_a_tooltip_on_every_input(definitions):
+    from sync_canvas.nodes import collect_nodes
+
+    ids = []
+    for node in collect_nodes():
+        schema = node.GET_SCHEMA()  # validates ids (unique between inputs and outputs)
+        ids.append(schema.node_id)
+        assert schema.node_id.startswith("SyncCanvas") and schema.category.startswith("Sync Canvas")
+        for spec in schema.inputs:
+            assert spec.tooltip, f"{schema.node_id}.{spec.id} has no tooltip"
+    assert len(ids) == len(set(ids))
+    assert {"SyncCanvasKSampler", "SyncCanvasSamplerSelect", "SyncCanvasWidePanorama", "SyncCanvas360Panorama",
+            "SyncCanvasAnagram", "SyncCanvasMultiplane", "SyncCanvasPerViewConditioning", "SyncCanvasSaveImage"} <= set(ids)
