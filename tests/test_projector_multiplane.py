@@ -39,9 +39,9 @@ def test_inconsistent_views_satisfy_the_normal_equations():
     fused = proj.aggregate(w, previous=torch.zeros(3, *proj.canonical_shape, dtype=torch.float64), iterations=100)
     grad = proj.adjoint(proj.project(fused) - w)
     assert grad.abs().max() < 1e-8
-    # a few iterations are not enough from a cold start: the test would catch a no-op solve
-    early = proj.aggregate(w, previous=torch.zeros_like(fused), iterations=1)
-    assert proj.adjoint(proj.project(early) - w).abs().max() > 1e-3
+    # the start was not already a solution: the solve did the work
+    start = torch.zeros_like(fused)
+    assert proj.adjoint(proj.project(start) - w).abs().max() > 1e-1
 
 
 def test_rescaled_and_inner_kinds():
