@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .model_sampling import ModelSamplingLike, alpha_bar
+from .model_sampling import ModelSamplingLike, alpha_bar, scaling_coefficients
 
 
 def ddim_noise_share(model_sampling: ModelSamplingLike, sigma, sigma_prev, eta: float) -> float:
@@ -60,10 +60,10 @@ def posterior_mean(model_sampling: ModelSamplingLike, sigma_prev, x0: torch.Tens
 
 
 def noise_term(model_sampling: ModelSamplingLike, sigma_prev, z: torch.Tensor, c: float) -> torch.Tensor:
-    """The fresh-noise part of x_prev: ``noise_scaling(sigma_prev, c z, 0) - noise_scaling(sigma_prev, 0, 0)``."""
-    s = _sigma_like(sigma_prev, z)
-    zeros = torch.zeros_like(z)
-    return model_sampling.noise_scaling(s, c * z, zeros) - model_sampling.noise_scaling(s, zeros.clone(), zeros)
+    """The fresh-noise part of x_prev: ``noise_scaling(sigma_prev, c z, x0) - noise_scaling(sigma_prev, 0, x0)``
+    = ``b(sigma_prev) c z`` (noise scaling is affine; b read off the adapter once, no full-size temporaries)."""
+    _, b = scaling_coefficients(model_sampling, sigma_prev)
+    return (b * c) * z
 
 
 def ddim_step(
