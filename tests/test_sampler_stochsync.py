@@ -191,3 +191,26 @@ def test_bad_input():
         sample_stochsync(denoiser, projector, stochsync_sigmas(EPS, 2), noise, EPS, boundary_width=1.5)
     with pytest.raises(ValueError, match="first=0"):
         sample_stochsync(denoiser, projector, stochsync_sigmas(EPS, 2), noise, EPS, inner_steps=0)
+
+
+def test_rgb_fuse_every_step_with_a_lossless_vae_equals_latent_fusing():
+    from sync_canvas.samplers import RGBFuse
+
+    pixel = WidePanoramaProjector(16, 64, window=16, stride=8, wrap=True)
+    latent_projector = pixel.rescaled(2)
+
+    def decode(z):
+        return torch.nn.functional.interpolate(z, scale_factor=2, mode="nearest")
+
+    def encode(rgb):
+        return torch.nn.functional.avg_pool2d(rgb, 2)
+
+    denoiser = GaussianDenoiser(EPS, spectrum=gaussian_spectrum((8, 8), 1.0))
+    sigmas = stochsync_sigmas(EPS, steps=3)
+    kwargs = dict(inner_steps=3, refine_steps=1)
+    plain = sample_stochsync(denoiser, latent_projector, sigmas, torch.zeros(3, 8, 32), EPS, generator=_gen(0), **kwargs)
+    fused = sample_stochsync(denoiser, latent_projector, sigmas, torch.zeros(3, 8, 32), EPS, generator=_gen(0),
+                             rgb_fuse=RGBFuse(decode, encode, pixel, every_step=True), **kwargs)
+    assert torch.allclose(fused.canonical, plain.canonical, atol=1e-5)
+    assert torch.allclose(fused.canonical_rgb, decode(plain.canonical[None])[0], atol=1e-5)
+    assert fused.model_evals == plain.model_evals
