@@ -18,6 +18,7 @@ NODE_MODULES: tuple[str, ...] = (
     "conditioning_nodes",
     "sampler_nodes",
     "save_nodes",
+    "cross_view_attention",
 )
 
 

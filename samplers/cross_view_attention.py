@@ -127,8 +127,10 @@ def cross_view_attention(
     attention:  ``attention(q, k, v, heads)``; ComfyUI's ``optimized_attention`` in the patch.
     Returns [n_chunks * n, T, H*D].
 
-    When no row has a neighbour in the batch and no reference applies, this is one call
-    ``attention(q, k, v, heads)``: bit-for-bit the model's own self-attention.
+    When no row has a neighbour in the batch and no reference applies (or the batch is the reference
+    view alone), this is one call ``attention(q, k, v, heads)``: bit-for-bit the model's own
+    self-attention. The reference row itself, when it has no neighbours, keeps its exact self-attention
+    (mathematically (a + w a) / (1 + w) = a; this only removes the rounding).
     """
     view_ids = torch.as_tensor(view_ids).reshape(-1)
     n = view_ids.numel()
@@ -152,12 +154,21 @@ def cross_view_attention(
         out = _neighbour_attention(q, k, v, heads, rows, n_chunks, attention)
     if ref is None:
         return out
+    ids = [int(i) for i in view_ids]
+    ref_row = ids.index(ref_view) if ref_view in ids else None
+    if n == 1 and ref_row == 0 and len(rows[0]) == 1:
+        return out                      # the reference is the query's only key view: r == a exactly
 
     t, c = k.shape[1:]
     k_ref = ref[0].to(k.dtype)[:, None].expand(n_chunks, n, t, c).reshape(n_chunks * n, t, c)
     v_ref = ref[1].to(v.dtype)[:, None].expand(n_chunks, n, t, c).reshape(n_chunks * n, t, c)
     out_ref = attention(q, k_ref, v_ref, heads)
-    return (out + ref_weight * out_ref) / (1.0 + ref_weight)
+    mixed = (out + ref_weight * out_ref) / (1.0 + ref_weight)
+    if ref_row is not None and len(rows[ref_row]) == 1:
+        # The reference view without neighbours attends to itself twice; keep its exact self-attention.
+        keep = [chunk * n + ref_row for chunk in range(n_chunks)]
+        mixed[keep] = out[keep]
+    return mixed
 
 
 def _neighbour_attention(q, k, v, heads, rows, n_chunks, attention):

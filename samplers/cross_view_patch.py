@@ -19,6 +19,7 @@ KSampler over a batch of all views); any other batch is left to plain self-atten
 """
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -67,6 +68,9 @@ class CrossViewSettings:
 class CrossViewAttentionPatch:
     """Callable ``(q, k, v, extra_options) -> out`` for ``set_model_attn1_replace``.
 
+    attention: ``attention(q, k, v, heads, extra_options)``, the model's own attention kernel (None:
+    ``plain_attention``). Using the model's kernel is what makes "inactive" bit-for-bit unpatched.
+
     q, k, v: [B, T, H*D] after the block's to_q/to_k/to_v; returns [B, T, H*D] before to_out.
     The reference view's keys/values are cached per (block, cond/uncond chunk) at the current sigma,
     so a later chunk of the *same step* that lacks the reference view still attends to it; put the
@@ -74,16 +78,17 @@ class CrossViewAttentionPatch:
     """
 
     settings: CrossViewSettings
-    attention: Attention = plain_attention
+    attention: Callable = None
     _ref_cache: dict = field(default_factory=dict, repr=False)
 
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
         s = self.settings
+        attention = self._bound_attention(extra_options)
         sigma = _current_sigma(extra_options)
         layout = self._layout(q.shape[0], extra_options)
         if s.weight == 0 or layout is None or sigma is None or not s.sigma_end <= sigma <= s.sigma_start:
-            return self.attention(q, k, v, heads)
+            return attention(q, k, v, heads)
 
         view_ids, neighbours, chunk_keys = layout
         use_ref = s.ref_view is not None and s.ref_weight > 0 and s.ref_sigma_end <= sigma <= s.ref_sigma_start
@@ -94,11 +99,18 @@ class CrossViewAttentionPatch:
             ref_view=s.ref_view if use_ref else None,
             ref_weight=s.ref_weight if use_ref else 0.0,
             ref_kv=ref_kv,
-            attention=self.attention,
+            attention=attention,
         )
         if s.weight == 1:
             return cross
-        return (1.0 - s.weight) * self.attention(q, k, v, heads) + s.weight * cross
+        return (1.0 - s.weight) * attention(q, k, v, heads) + s.weight * cross
+
+    def _bound_attention(self, extra_options) -> Attention:
+        """``attention(q, k, v, heads)``; ``self.attention`` also receives the block's extra_options
+        (ComfyUI's optimized_attention needs its attn_precision and transformer_options)."""
+        if self.attention is None:
+            return plain_attention
+        return lambda q, k, v, heads: self.attention(q, k, v, heads, extra_options)
 
     def _layout(self, batch, extra_options):
         """(view_ids [n], neighbours [N, N], chunk keys) of this call, or None to stay plain."""
@@ -156,3 +168,17 @@ def _current_sigma(extra_options) -> float | None:
     if sigmas is None:
         return None
     return float(torch.as_tensor(sigmas).reshape(-1)[0])
+
+
+def with_views(extra_args: dict, view_ids: torch.Tensor, n_views: int) -> dict:
+    """A copy of a sampler's ``extra_args`` whose model_options tell the patch which views are in the call.
+
+    extra_args: what ComfyUI hands a KSAMPLER function (``{"model_options": ..., "seed": ...}``).
+    view_ids:   LongTensor [n], the canonical view of each row of ``x`` passed to ``model(x, sigma, ...)``.
+    Nothing is mutated: the model_options and transformer_options dicts are copied one level deep.
+    """
+    model_options = dict(extra_args.get("model_options") or {})
+    transformer_options = dict(model_options.get("transformer_options") or {})
+    transformer_options[VIEWS_KEY] = {"view_ids": torch.as_tensor(view_ids).long().reshape(-1), "n_views": int(n_views)}
+    model_options["transformer_options"] = transformer_options
+    return {**extra_args, "model_options": model_options}

@@ -10,7 +10,7 @@ from sync_canvas.samplers.cross_view_attention import (
     plain_attention,
     ring_neighbours,
 )
-from sync_canvas.samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings
+from sync_canvas.samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings, with_views
 
 HEADS, T, C = 2, 6, 8
 
@@ -51,8 +51,10 @@ def test_without_neighbours_or_reference_it_is_plain_self_attention_bit_for_bit(
     q, k, v = qkv(6)
     out = cross_view_attention(q, k, v, HEADS, torch.arange(3), torch.zeros(3, 3, dtype=torch.bool), n_chunks=2)
     assert torch.equal(out, plain_attention(q, k, v, HEADS))
-    one_view = cross_view_attention(q[:1], k[:1], v[:1], HEADS, [0], ring_neighbours(4), ref_view=0, ref_weight=0.0)
-    assert torch.equal(one_view, plain_attention(q[:1], k[:1], v[:1], HEADS))
+    for ref_weight in (0.0, 0.3):           # one view that is also the reference: still plain
+        one_view = cross_view_attention(q[:1], k[:1], v[:1], HEADS, [0], ring_neighbours(4), ref_view=0,
+                                        ref_weight=ref_weight)
+        assert torch.equal(one_view, plain_attention(q[:1], k[:1], v[:1], HEADS))
 
 
 def test_matches_a_per_view_loop_after_syncmvd():
@@ -219,3 +221,13 @@ def test_patch_reference_only_inside_its_sigma_range():
 def test_settings_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CrossViewSettings(ring_neighbours(4), **kwargs)
+
+
+def test_with_views_sets_the_layout_without_touching_the_callers_dicts():
+    shared = {"transformer_options": {"other": 1}}
+    extra_args = {"model_options": shared, "seed": 3}
+    out = with_views(extra_args, [2, 0], n_views=4)
+    views = out["model_options"]["transformer_options"]["sync_canvas_views"]
+    assert views["view_ids"].tolist() == [2, 0] and views["n_views"] == 4
+    assert out["model_options"]["transformer_options"]["other"] == 1 and out["seed"] == 3
+    assert "sync_canvas_views" not in shared["transformer_options"]
