@@ -190,3 +190,22 @@ def test_bad_inputs_raise_clear_errors(tiny, model):
         run_sampler(model, pos, neg, projector, mode="case_9")
     with pytest.raises(ValueError, match="needs a latent"):
         run_sampler(model, pos, neg, projector, denoise=0.5)
+
+
+def test_lora_style_weight_patches_apply_like_in_the_stock_ksampler(tiny, model):
+    # a ModelPatcher weight patch (what LoraLoader adds) must reach the views' UNet calls
+    import nodes as comfy_nodes
+
+    from sync_canvas.projectors import IdentityProjector
+
+    patched = model.clone()
+    key = "diffusion_model.out.2.weight"
+    weight = model.model.state_dict()[key]
+    patched.add_patches({key: (torch.full_like(weight, 0.05),)}, 1.0)
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    plain = run_sampler(model, pos, neg, IdentityProjector(64, 64), steps=2)[0]["samples"]
+    ours = run_sampler(patched, pos, neg, IdentityProjector(64, 64), steps=2)[0]["samples"]
+    with torch.inference_mode():
+        stock = comfy_nodes.common_ksampler(patched, 3, 2, 2.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 8, 8)})[0]
+    assert (ours - plain).abs().max() > 1e-3
+    torch.testing.assert_close(ours, stock["samples"], rtol=1e-4, atol=1e-4)
