@@ -111,7 +111,7 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
                 "sampler over a batch of exactly all views in order."
             ),
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="An SD1.5/SD2/SDXL model; returned patched (a clone)."),
                 projector_input("The canvas geometry; its views' overlap gives the neighbours."),
                 io.Combo.Input("neighbours", options=list(NEIGHBOURS), default="overlap",
                                tooltip="overlap: views sharing canvas pixels (projector); ring: SyncMVD's i-1, i+1 "
@@ -129,9 +129,12 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
                                tooltip="Schedule fraction where cross-view attention starts."),
                 io.Float.Input("end", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="Schedule fraction where it stops (SyncMVD keeps it to the end)."),
-                io.Boolean.Input("input_blocks", default=True),
-                io.Boolean.Input("middle_block", default=True),
-                io.Boolean.Input("output_blocks", default=True),
+                io.Boolean.Input("input_blocks", default=True,
+                                 tooltip="Patch the UNet's down (input) blocks' self-attention."),
+                io.Boolean.Input("middle_block", default=True,
+                                 tooltip="Patch the middle block's self-attention."),
+                io.Boolean.Input("output_blocks", default=True,
+                                 tooltip="Patch the up (output) blocks' self-attention."),
             ],
             outputs=[io.Model.Output()],
         )
