@@ -8,6 +8,7 @@ from .mesh_texture import MeshTextureProjector
 from .multiplane import MultiplaneProjector
 from .panorama import WidePanoramaProjector
 from .panorama360 import EquirectProjector
+from .splat import SplatProjector
 
 __all__ = [
     "AnagramProjector",
@@ -19,6 +20,7 @@ __all__ = [
     "PixelPermute",
     "Projector",
     "SparseViewMap",
+    "SplatProjector",
     "WidePanoramaProjector",
     "greedy_disjoint_groups",
     "grid_taps",

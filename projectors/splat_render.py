@@ -183,8 +183,8 @@ def compositing_weights(
                                         cameras.Ks[i].float().cpu(), w, h, max_pairs)
         alpha[i].index_add_(0, pix, wt)
         depth[i].index_add_(0, pix, wt * z)
-        pixels.append(pix.int())
-        gaussians.append(gid.int())
+        pixels.append(pix)  # int64: index_add_ with int32 indices is ~10x slower on CPU
+        gaussians.append(gid)
         weights.append(wt)
         ptr.append(ptr[-1] + len(pix))
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
@@ -197,11 +197,12 @@ def composite(weights: CompositingWeights, colors: torch.Tensor, views=None) -> 
     if colors.dim() != 2 or colors.shape[1] != weights.n_gaussians:
         raise ValueError(f"colours have shape {tuple(colors.shape)}, expected [C, {weights.n_gaussians}]")
     ids = range(weights.n_views) if views is None else [int(v) for v in views]
-    out = torch.zeros(len(ids), colors.shape[0], weights.height * weights.width, dtype=colors.dtype, device=colors.device)
+    rows = colors.T.contiguous()  # [G, C]: index_add along the leading axis is the fast path
+    out = torch.zeros(len(ids), weights.height * weights.width, colors.shape[0], dtype=colors.dtype, device=colors.device)
     for k, i in enumerate(ids):
         pix, gid, wt = weights.view(i)
-        out[k].index_add_(1, pix, colors[:, gid] * wt.to(colors.dtype))
-    return out.reshape(len(ids), colors.shape[0], weights.height, weights.width)
+        out[k].index_add_(0, pix, rows[gid] * wt.to(colors.dtype).unsqueeze(1))
+    return out.permute(0, 2, 1).reshape(len(ids), colors.shape[0], weights.height, weights.width)
 
 
 def _gsplat_available(device: torch.device) -> bool:

@@ -1,0 +1,250 @@
+"""Gaussian-splat colours <-> rendered views: the n-to-1 projector of SyncTweedies Sec. 5.3 / A1.4.
+
+Canonical space: per-gaussian colours ``[C, G]`` (3 RGB channels at pixel resolution, 4 latent channels
+at latent resolution; paper A1.4 "replace the SH coefficients with a 4-channel latent"), canonical_shape
+``(G,)``. View i is the alpha-composited render ``w_i = F_i z`` with the scene's fixed geometry; F_i is
+the sparse matrix of compositing weights alpha_k T_k (projectors/splat_render.py), precomputed once.
+
+Each pixel mixes several gaussians, so the fuse A({w_i}) = argmin_z sum_i ||W_i^(1/2)(F_i z - w_i)||^2
+(SyncTweedies Eq. 7 with an n-to-1 f_i; DDR's pulled-back least-squares fit of the same problem) has no
+closed form: it is solved by Jacobi-preconditioned conjugate gradients, warm-started from the previous
+step's colours. W_i is the pixel's accumulated opacity: a half-transparent pixel is half background.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..assets.splat_cameras import SplatCameras
+from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups
+from .splat_render import CompositingWeights, composite, compositing_weights
+
+
+class SplatProjector(Projector):
+    """Colours ``[C, G]`` of a fixed splat scene <-> renders ``[N, C, H, W]`` from ``cameras``.
+
+    Args:
+        means ``[G, 3]``, quats ``[G, 4]`` (w, x, y, z), log_scales ``[G, 3]``, opacities ``[G]`` in (0, 1).
+        cameras: the views (assets/splat_cameras.py; ``fit_orbit`` gives the paper's 50-view orbit).
+        min_visibility: a gaussian counts as seen when its summed compositing weight over the selected
+            views' pixels is at least this (in pixels); unseen ones keep their previous colour and are
+            filled from the nearest seen gaussian in 3-D at the end.
+        overlap_tolerance: two views overlap (for StochSync's groups) when they share more than this
+            fraction of the gaussians the smaller view shows with at least half a pixel of weight.
+
+    ``project(..., nearest=True)`` renders each pixel with its dominant gaussian only (the base's
+    one-tap map); everything else uses the exact compositing weights.
+    """
+
+    n_to_one = True
+    kind = "splat"
+
+    def __init__(
+        self,
+        means: torch.Tensor,
+        quats: torch.Tensor,
+        log_scales: torch.Tensor,
+        opacities: torch.Tensor,
+        cameras: SplatCameras,
+        min_visibility: float = 0.05,
+        overlap_tolerance: float = 0.1,
+        weights: CompositingWeights | None = None,
+    ) -> None:
+        if min_visibility <= 0:
+            raise ValueError(f"min_visibility must be > 0, got {min_visibility}")
+        self.geometry = tuple(t.detach().float().cpu() for t in (means, quats, log_scales, opacities))
+        self.cameras = cameras
+        self.min_visibility = float(min_visibility)
+        self.overlap_tolerance = float(overlap_tolerance)
+        wts = weights if weights is not None else compositing_weights(*self.geometry, cameras)
+        if wts.n_views != len(cameras) or (wts.height, wts.width) != (cameras.height, cameras.width):
+            raise ValueError("precomputed weights do not match the cameras")
+        self.weights = wts
+        dominant = _dominant_taps(wts)
+        super().__init__(dominant, (cameras.height, cameras.width), (wts.n_gaussians,), nearest=dominant)
+
+    @classmethod
+    def from_scene(cls, scene, cameras: SplatCameras, **kwargs) -> "SplatProjector":
+        """From an assets.splat_ply.SplatScene."""
+        return cls(scene.means, scene.quats, scene.log_scales, scene.opacities, cameras, **kwargs)
+
+    # ----------------------------------------------------------------------------------------------
+    def to(self, device) -> "SplatProjector":
+        device = torch.device(device)
+        if self.weights.pixel.device != device:
+            self.weights = self.weights.to(device)
+        super().to(device)
+        return self
+
+    def project(self, z: torch.Tensor, views: ViewSelection = None, nearest: bool = False) -> torch.Tensor:
+        """Render colours ``[C, G]`` -> ``[n, C, H, W]`` (background 0)."""
+        if nearest:
+            return super().project(z, views, nearest=True)
+        ids = self._view_ids(views)
+        return composite(self.weights, self._flat(z), ids.tolist())
+
+    def adjoint(self, w: torch.Tensor, views: ViewSelection = None) -> torch.Tensor:
+        """F^T w: ``[n, C, H, W]`` -> ``[C, G]`` (each pixel's value spread back by its weights)."""
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        rows = w.reshape(w.shape[0], w.shape[1], -1).transpose(1, 2).contiguous()  # [n, P, C]
+        out = torch.zeros(self.canonical_size, w.shape[1], dtype=w.dtype, device=w.device)
+        for k, i in enumerate(ids.tolist()):
+            pix, gid, wt = self.weights.view(i)
+            out.index_add_(0, gid, rows[k][pix] * wt.to(w.dtype).unsqueeze(1))
+        return out.T
+
+    def _pixel_weights(self, ids: torch.Tensor, dtype) -> torch.Tensor:
+        return self.weights.alpha[ids].reshape(len(ids), 1, *self.view_hw).to(dtype)
+
+    def unproject(self, w: torch.Tensor, views: ViewSelection = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(F^T W w ``[C, G]``, F^T W 1 ``[1, G]``)."""
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        pw = self._pixel_weights(ids, w.dtype)
+        return self.adjoint(w * pw, ids), self.adjoint(pw, ids)
+
+    def visibility(self, views: ViewSelection = None) -> torch.Tensor:
+        """``[G]`` summed compositing weight of each gaussian over the selected views (pixels)."""
+        ids = self._view_ids(views)
+        out = torch.zeros(self.canonical_size, device=self.device)
+        for i in ids.tolist():
+            _, gid, wt = self.weights.view(i)
+            out.index_add_(0, gid, wt)
+        return out
+
+    def coverage(self, views: ViewSelection = None) -> torch.Tensor:
+        """Bool ``[G]``: gaussians seen by the selected views (visibility >= min_visibility)."""
+        return self.visibility(views) >= self.min_visibility
+
+    # ----------------------------------------------------------------------------------------------
+    def _normal_operator(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """F^T W F z ``[C, G]``."""
+        return self.adjoint(self.project(z, ids) * self._pixel_weights(ids, z.dtype), ids)
+
+    def _jacobi(self, ids: torch.Tensor) -> torch.Tensor:
+        """diag(F^T W F) ``[G]``: sum over pixels of W w_k^2."""
+        out = torch.zeros(self.canonical_size, device=self.device)
+        for i in ids.tolist():
+            pix, gid, wt = self.weights.view(i)
+            out.index_add_(0, gid, self.weights.alpha[i][pix] * wt * wt)
+        return out
+
+    def aggregate(
+        self,
+        w: torch.Tensor,
+        previous: torch.Tensor | None = None,
+        views: ViewSelection = None,
+        iterations: int = 30,
+        tolerance: float = 1e-5,
+    ) -> torch.Tensor:
+        """Least-squares colours ``[C, G]`` for views ``w`` ``[n, C, H, W]`` (preconditioned CG).
+
+        Starts from ``previous`` (warm start) or, when None, from F^T W w / F^T W F 1 (exact for
+        single-colour views). Gaussians the selected views do not see keep ``previous`` (0 when None).
+        Stops after ``iterations`` or when every channel's residual is below ``tolerance`` x its
+        right-hand side.
+        """
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        wv = w.to(work)
+        rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
+        mask = self.coverage(ids).to(work).unsqueeze(0)
+        row_sum = self._normal_operator(torch.ones(1, self.canonical_size, dtype=work, device=w.device), ids)
+        guess = rhs / row_sum.clamp_min(1e-12)
+        if previous is None:
+            z = guess * mask
+        else:
+            z = previous.to(work).reshape(rhs.shape).clone()
+        diag = self._jacobi(ids).to(work).clamp_min(1e-12).unsqueeze(0)
+        r = (rhs - self._normal_operator(z, ids)) * mask
+        stop = tolerance * rhs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        zr = r / diag
+        p, rz = zr, (r * zr).sum(1, keepdim=True)
+        for _ in range(iterations):
+            if bool((r.norm(dim=1, keepdim=True) <= stop).all()):
+                break
+            ap = self._normal_operator(p, ids) * mask
+            step = rz / (p * ap).sum(1, keepdim=True).clamp_min(1e-30)
+            z = z + step * p
+            r = r - step * ap
+            zr = r / diag
+            rz_new = (r * zr).sum(1, keepdim=True)
+            p = zr + (rz_new / rz.clamp_min(1e-30)) * p
+            rz = rz_new
+        return z.to(w.dtype)
+
+    def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
+        """Unseen gaussians take the colour of the nearest seen gaussian in 3-D (scipy cKDTree)."""
+        from scipy.spatial import cKDTree
+
+        covered = (self.coverage() if covered is None else covered).reshape(-1).cpu()
+        if bool(covered.all()) or not bool(covered.any()):
+            return z
+        means = self.geometry[0].numpy()
+        seen = torch.nonzero(covered).squeeze(1)
+        unseen = torch.nonzero(~covered).squeeze(1)
+        _, nearest = cKDTree(means[seen.numpy()]).query(means[unseen.numpy()])
+        out = z.clone()
+        out[:, unseen.to(z.device)] = z[:, seen[torch.as_tensor(nearest)].to(z.device)]
+        return out
+
+    def overlap_matrix(self) -> torch.Tensor:
+        """Bool ``[N, N]``: views sharing more than ``overlap_tolerance`` of their visible gaussians."""
+        # "seen" here means a visible share of at least half a pixel: every gaussian leaks a tiny
+        # weight into most views through silhouettes and residual transmittance
+        seen = torch.stack([self.visibility([i]) >= 0.5 for i in range(self.n_views)]).float()
+        shared = seen @ seen.T
+        count = seen.sum(1)
+        smaller = torch.minimum(count[:, None], count[None, :]).clamp_min(1)
+        return (shared / smaller > self.overlap_tolerance) | torch.eye(self.n_views, dtype=torch.bool)
+
+    def view_groups(self) -> list[list[int]]:
+        if self._groups is None:
+            self._groups = greedy_disjoint_groups(self.overlap_matrix().cpu())
+        return self._groups
+
+    # ----------------------------------------------------------------------------------------------
+    def rescaled(self, factor: int) -> "SplatProjector":
+        """Same scene and cameras at ``H/factor x W/factor`` (e.g. 512 RGB -> 64 latent with factor 8)."""
+        return SplatProjector(*self.geometry, self.cameras.rescaled(factor), self.min_visibility,
+                              self.overlap_tolerance).to(self.device)
+
+    def alpha_maps(self) -> torch.Tensor:
+        """``[N, 1, H, W]`` accumulated opacity of each view."""
+        return self.weights.alpha.reshape(self.n_views, 1, *self.view_hw)
+
+    def depth_maps(self, normalize: bool = True) -> torch.Tensor:
+        """``[N, 1, H, W]`` depth renders for depth ControlNet.
+
+        normalize=True: inverse depth scaled per view to [0.1, 1] over pixels with alpha > 0.5 (near
+        is bright, as MiDaS-style depth hints), times alpha, so the background is 0. False: expected
+        camera z (0 on the background).
+        """
+        depth = self.weights.depth.reshape(self.n_views, 1, *self.view_hw)
+        if not normalize:
+            return depth
+        alpha = self.alpha_maps()
+        inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-12), torch.zeros_like(depth))
+        out = torch.zeros_like(depth)
+        for i in range(self.n_views):
+            fg = alpha[i] > 0.5
+            if not bool(fg.any()):
+                continue
+            lo, hi = inv[i][fg].min(), inv[i][fg].max()
+            out[i] = (0.1 + 0.9 * (inv[i] - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1) * alpha[i]
+        return out
+
+
+def _dominant_taps(wts: CompositingWeights) -> SparseViewMap:
+    """One tap per pixel: the gaussian with the largest compositing weight (weight 1 where alpha > 0)."""
+    n, p = wts.n_views, wts.height * wts.width
+    index = torch.zeros(n, p, dtype=torch.long)
+    for i in range(n):
+        pix, gid, wt = (t.cpu() for t in wts.view(i))
+        best = torch.zeros(p).scatter_reduce_(0, pix.long(), wt, "amax", include_self=True)
+        top = wt == best[pix.long()]
+        index[i, pix[top].long()] = gid[top].long()
+    weight = (wts.alpha.cpu() > 0).float().unsqueeze(-1)
+    return SparseViewMap(index.unsqueeze(-1).to(wts.alpha.device), weight.to(wts.alpha.device), wts.alpha)

@@ -1,0 +1,133 @@
+"""SplatProjector: an exact linear render map with a least-squares fuse that recovers colours."""
+
+import pytest
+import torch
+
+from sync_canvas.assets.splat_cameras import fit_orbit
+from sync_canvas.assets.splat_procedural import procedural_splat_scene
+from sync_canvas.projectors.splat import SplatProjector
+from sync_canvas.projectors.splat_render import render
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # this 2-core machine is shared: with 2 intra-op threads the small index_adds run ~10x slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return procedural_splat_scene(400, seed=0)
+
+
+@pytest.fixture(scope="module")
+def projector(scene):
+    cams = fit_orbit(scene.means, scene.opacities, n_views=16, width=32, height=32)
+    return SplatProjector.from_scene(scene, cams)
+
+
+def test_project_is_the_render_and_adjoint_is_its_transpose(scene, projector):
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 400, generator=gen, dtype=torch.float64)
+    image, _, _ = render(scene.means, scene.quats, scene.log_scales, scene.opacities, z.float(), projector.cameras)
+    torch.testing.assert_close(projector.project(z).float(), image)
+    w = torch.randn(16, 4, 32, 32, generator=gen, dtype=torch.float64)
+    lhs = (projector.project(z) * w).sum()
+    rhs = (z * projector.adjoint(w)).sum()
+    assert abs(float(lhs - rhs)) < 1e-9 * float(lhs.abs())
+    assert projector.canonical_shape == (400,) and projector.n_to_one
+
+
+def test_fit_recovers_known_colours(projector):
+    colours = torch.rand(3, 400, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    views = projector.project(colours)
+    fitted = projector.aggregate(views, iterations=300, tolerance=1e-10)
+    assert (fitted - colours).abs().max() < 1e-5
+    # the closed-form average num/den alone is biased (pixels mix neighbours): the solve matters
+    num, den = projector.unproject(views)
+    assert (num / den - colours).abs().max() > 0.05
+
+
+def test_fit_from_a_warm_start_and_subset_of_views(projector):
+    colours = torch.rand(3, 400, generator=torch.Generator().manual_seed(2))
+    views = projector.project(colours)
+    exact = projector.aggregate(views.double(), iterations=300, tolerance=1e-10).float()
+    # warm-started at the answer: a few iterations keep it (the solve does not drift)
+    torch.testing.assert_close(projector.aggregate(views, previous=exact, iterations=5), exact, atol=1e-4, rtol=0)
+    # a subset of views: gaussians those views do not see keep their previous colour
+    ids = [0]
+    previous = torch.full((3, 400), 7.0)
+    part = projector.aggregate(views[ids], previous=previous, views=ids, iterations=50)
+    unseen = ~projector.coverage(ids)
+    assert unseen.any()
+    assert (part[:, unseen] == 7.0).all()
+    # one view cannot pin down every colour, but the fit must explain that view
+    alone = projector.aggregate(views[ids], views=ids, iterations=50)
+    residual = projector.project(alone, ids) - views[ids]
+    assert residual.norm() < 0.02 * views[ids].norm()
+
+
+def test_fill_uses_nearest_seen_gaussian_in_3d(scene, projector):
+    z = torch.arange(400.0).repeat(3, 1)
+    covered = torch.ones(400, dtype=torch.bool)
+    covered[[5, 100]] = False
+    filled = projector.fill(z, covered)
+    for g in (5, 100):
+        d = (scene.means - scene.means[g]).norm(dim=1)
+        d[~covered] = float("inf")
+        assert filled[0, g] == float(d.argmin())
+    assert (filled[:, covered] == z[:, covered]).all()
+
+
+def test_rescaled_keeps_geometry_and_renders_at_lower_resolution(projector):
+    small = projector.rescaled(2)
+    assert small.view_hw == (16, 16) and small.canonical_shape == projector.canonical_shape
+
+    def centroid(alpha):  # silhouette centre in [0, 1] image coordinates, per view
+        n, _, h, w = alpha.shape
+        ys = (torch.arange(h) + 0.5) / h
+        xs = (torch.arange(w) + 0.5) / w
+        mass = alpha.sum((1, 2, 3))
+        return torch.stack([(alpha.sum(3)[:, 0] * ys).sum(1) / mass, (alpha.sum(2)[:, 0] * xs).sum(1) / mass], 1)
+
+    ones = torch.ones(1, 400)
+    big_alpha, small_alpha = projector.project(ones), small.project(ones)
+    assert (centroid(big_alpha) - centroid(small_alpha)).abs().max() < 0.02
+    # same silhouette up to the 0.3 px^2 EWA dilation, which is relatively larger at low resolution
+    pooled = torch.nn.functional.avg_pool2d(big_alpha, 2) > 0.5
+    small_mask = small_alpha > 0.5
+    iou = (pooled & small_mask).sum((1, 2, 3)) / (pooled | small_mask).sum((1, 2, 3))
+    assert iou.min() > 0.8
+    with pytest.raises(ValueError, match="3"):
+        projector.rescaled(3)
+
+
+def test_depth_maps_and_view_groups(projector):
+    depth = projector.depth_maps()
+    alpha = projector.alpha_maps()
+    assert depth.shape == (16, 1, 32, 32)
+    assert float(depth.max()) <= 1.0 and float(depth[alpha < 1e-6].abs().max()) == 0.0
+    raw = projector.depth_maps(normalize=False)
+    fg = alpha > 0.9
+    # near is bright: brightness decreases with the camera distance along the rays
+    corr = torch.corrcoef(torch.stack([raw[fg], depth[fg]]))[0, 1]
+    assert corr < -0.8
+    groups = projector.view_groups()
+    assert sorted(i for g in groups for i in g) == list(range(16))
+    overlap = projector.overlap_matrix()
+    assert len(groups) < 16
+    for g in groups:
+        for a in g:
+            assert not any(bool(overlap[a, b]) for b in g if b != a)
+
+
+def test_bad_input(projector):
+    with pytest.raises(ValueError, match="expected"):
+        projector.project(torch.zeros(3, 399))
+    with pytest.raises(ValueError, match="expected"):
+        projector.aggregate(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="out of range"):
+        projector.project(torch.zeros(3, 400), views=[16])
