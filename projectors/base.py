@@ -87,6 +87,7 @@ class Projector:
                 raise ValueError(f"view_sign must hold {n} values in {{+1, -1}}, got {view_sign.tolist()}")
         self.view_sign = view_sign
         self._groups: list[list[int]] | None = None
+        self._compact_cache: dict = {}
 
     # ----------------------------------------------------------------------------------------------
     # device / selection helpers
@@ -107,7 +108,25 @@ class Projector:
             self.nearest_taps = self.taps if same else self.nearest_taps.to(device)
             if self.view_sign is not None:
                 self.view_sign = self.view_sign.to(device)
+            self._compact_cache = {}
         return self
+
+    def _select(self, taps: SparseViewMap, views: ViewSelection, ids: torch.Tensor) -> SparseViewMap:
+        """The taps of the selected views (no copy when all views are selected)."""
+        return taps if views is None else taps.select(ids)
+
+    def _compact(self, ids: torch.Tensor, views: ViewSelection) -> tuple[torch.Tensor, torch.Tensor]:
+        """(touched ``[U]`` canonical indices the selected taps read, taps' index into touched
+        ``[n, P, T]``), cached per selection. Lets ``aggregate`` work on the U touched texels only,
+        which matters for sparse canvases (the papers' 2048x4096 latent panorama: U ~ 0.4% of it)."""
+        key = None if views is None else tuple(ids.tolist())
+        if key not in self._compact_cache:
+            taps = self._select(self.taps, views, ids)
+            touched, local = torch.unique(taps.index.reshape(-1), return_inverse=True)
+            if len(self._compact_cache) >= 16:
+                self._compact_cache.clear()
+            self._compact_cache[key] = (touched, local.reshape(taps.index.shape))
+        return self._compact_cache[key]
 
     def _signed(self, w: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """s_i w_i for the selected views (identity when the projector has no sign flips)."""
@@ -135,20 +154,25 @@ class Projector:
     def project(self, z: torch.Tensor, views: ViewSelection = None, nearest: bool = False) -> torch.Tensor:
         """F z: canonical ``[C, *canonical_shape]`` -> views ``[n, C, h, w]`` (n = len(views) or N)."""
         ids = self._view_ids(views)
-        taps = (self.nearest_taps if nearest else self.taps).select(ids)
+        taps = self._select(self.nearest_taps if nearest else self.taps, views, ids)
         zf = self._flat(z)
         n, p, t = taps.index.shape
         gathered = zf[:, taps.index.reshape(-1)].reshape(zf.shape[0], n, p, t)
         out = (gathered * taps.weight.to(zf.dtype).unsqueeze(0)).sum(-1)  # [C, n, P]
         return self._signed(out.permute(1, 0, 2).reshape(n, zf.shape[0], *self.view_hw), ids)
 
-    def _scatter(self, values: torch.Tensor, taps: SparseViewMap) -> torch.Tensor:
-        """sum over views, pixels, taps of weight * values into canonical: values [n, C, P] -> [C, K]."""
+    def _scatter(
+        self, values: torch.Tensor, taps: SparseViewMap, index: torch.Tensor | None = None, size: int | None = None
+    ) -> torch.Tensor:
+        """sum over views, pixels, taps of weight * values into canonical: values [n, C, P] -> [C, K].
+
+        ``index``/``size`` redirect the scatter (e.g. into the compact touched-texel array)."""
         c = values.shape[1]
         contrib = values.unsqueeze(-1) * taps.weight.to(values.dtype).unsqueeze(1)  # [n, C, P, T]
         contrib = contrib.permute(1, 0, 2, 3).reshape(c, -1)
-        out = torch.zeros(c, self.canonical_size, dtype=values.dtype, device=values.device)
-        return out.index_add_(1, taps.index.reshape(-1), contrib)
+        index = taps.index if index is None else index
+        out = torch.zeros(c, self.canonical_size if size is None else size, dtype=values.dtype, device=values.device)
+        return out.index_add_(1, index.reshape(-1), contrib)
 
     def _check_views(self, w: torch.Tensor, ids: torch.Tensor) -> None:
         if w.dim() != 4 or w.shape[0] != ids.numel() or tuple(w.shape[2:]) != self.view_hw:
@@ -160,7 +184,7 @@ class Projector:
         """F^T w (no pixel weights): views ``[n, C, h, w]`` -> canonical ``[C, *canonical_shape]``."""
         ids = self._view_ids(views)
         self._check_views(w, ids)
-        taps = self.taps.select(ids)
+        taps = self._select(self.taps, views, ids)
         out = self._scatter(self._signed(w, ids).reshape(w.shape[0], w.shape[1], -1), taps)
         return out.reshape(w.shape[1], *self.canonical_shape)
 
@@ -168,7 +192,7 @@ class Projector:
         """(sum_i F_i^T W_i w_i, sum_i F_i^T W_i 1): ``([C, *S], [1, *S])``."""
         ids = self._view_ids(views)
         self._check_views(w, ids)
-        taps = self.taps.select(ids)
+        taps = self._select(self.taps, views, ids)
         pw = taps.pixel_weight.to(w.dtype).unsqueeze(1)  # [n, 1, P]
         wf = self._signed(w, ids).reshape(w.shape[0], w.shape[1], -1)
         num = self._scatter(wf * pw, taps)
@@ -178,7 +202,7 @@ class Projector:
     def coverage(self, views: ViewSelection = None) -> torch.Tensor:
         """Bool ``[*canonical_shape]``: canonical elements that some selected view pixel reads (with W > 0)."""
         ids = self._view_ids(views)
-        taps = self.taps.select(ids)
+        taps = self._select(self.taps, views, ids)
         ones = (taps.pixel_weight > 0).to(taps.weight.dtype).unsqueeze(1)
         return (self._scatter(ones, taps)[0] > 0).reshape(self.canonical_shape)
 
@@ -200,6 +224,8 @@ class Projector:
         runs ``iterations`` of conjugate gradients on the normal equations, warm-started from
         ``previous`` (or from the closed form when None).
         """
+        if not (self.n_to_one and iterations > 0):
+            return self._closed_form_fuse(w, previous, views)
         num, den = self.unproject(w, views)
         covered = den > 0
         closed = torch.where(covered, num / den.clamp_min(1e-12), torch.zeros_like(num))
@@ -209,6 +235,24 @@ class Projector:
             start = previous.to(closed.dtype) if previous is not None else closed
             closed = self._solve_normal_equations(w, num, covered, start, views, iterations)
         return closed.to(w.dtype)
+
+    def _closed_form_fuse(self, w: torch.Tensor, previous: torch.Tensor | None, views: ViewSelection) -> torch.Tensor:
+        """value / weight on the touched texels only (the least-squares fuse of 1-to-1 / 1-to-n maps)."""
+        ids = self._view_ids(views)
+        self._check_views(w, ids)
+        touched, local = self._compact(ids, views)
+        taps = self._select(self.taps, views, ids)
+        c = w.shape[1]
+        pw = taps.pixel_weight.to(w.dtype).unsqueeze(1)  # [n, 1, P]
+        wf = self._signed(w, ids).reshape(w.shape[0], c, -1)
+        num = self._scatter(wf * pw, taps, local, touched.numel())  # [C, U]
+        den = self._scatter(pw.expand(-1, 1, -1).contiguous(), taps, local, touched.numel())  # [1, U]
+        if previous is None:
+            out = torch.zeros(c, self.canonical_size, dtype=w.dtype, device=w.device)
+        else:
+            out = previous.to(w.dtype).reshape(c, -1).clone()
+        out[:, touched] = torch.where(den > 0, num / den.clamp_min(1e-12), out[:, touched])
+        return out.reshape(c, *self.canonical_shape)
 
     def _normal_operator(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """F^T W F z for the selected views."""

@@ -142,3 +142,16 @@ def test_project_rejects_wrong_shapes(projector):
         projector.unproject(torch.zeros(projector.n_views + 1, 3, *projector.view_hw))
     with pytest.raises(ValueError, match="out of range"):
         projector.project(_canonical(projector), views=[projector.n_views])
+
+
+def test_aggregate_equals_value_over_weight_on_any_selection(projector):
+    if projector.n_to_one:
+        pytest.skip("n-to-1 maps fuse by the iterative solve")
+    z, prev = _canonical(projector), _canonical(projector, seed=9)
+    n = projector.n_views
+    for views in (None, list(range(0, n, 2))):
+        ids = list(range(n)) if views is None else views
+        w = projector.project(z, views) + 0.1 * _views(projector)[ids]
+        num, den = projector.unproject(w, views)
+        expected = torch.where(den > 0, num / den.clamp_min(1e-12), prev)
+        assert torch.allclose(projector.aggregate(w, previous=prev, views=views), expected, atol=1e-12)
