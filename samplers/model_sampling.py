@@ -13,7 +13,6 @@ classes below reproduce the ones the pack needs for tests without importing Comf
 
 from __future__ import annotations
 
-import math
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -183,7 +182,3 @@ def timesteps_to_sigmas(model_sampling: ModelSamplingLike, timesteps, append_zer
     if append_zero:
         sig.append(0.0)
     return torch.tensor(sig, dtype=torch.float32)
-
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
