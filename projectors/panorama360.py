@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .base import Projector, divide_size, greedy_disjoint_groups
@@ -168,6 +169,25 @@ class EquirectProjector(Projector):
                     self.group_note = "rig groups share border texels on this canvas; using greedy groups"
                 self._groups = greedy_disjoint_groups(overlap)
         return self._groups
+
+    def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
+        """Voronoi fill that wraps around the seam: an uncovered texel near lon +180 may take its value
+        from a covered texel just past it at lon -180. The coverage mask is padded by W/2 wrapped
+        columns on each side (enough: no wrapped horizontal distance exceeds W/2), filled with scipy's
+        exact EDT, and the source columns are taken modulo W."""
+        from scipy.ndimage import distance_transform_edt
+
+        covered = self.coverage() if covered is None else covered
+        mask = covered.detach().cpu().numpy().astype(bool).reshape(self.canonical_shape)
+        if mask.all() or not mask.any():
+            return z
+        h, w = self.canonical_shape
+        pad = w // 2
+        wide = np.concatenate([mask[:, w - pad :], mask, mask[:, :pad]], axis=1)
+        _, (rows, cols) = distance_transform_edt(~wide, return_indices=True)
+        rows, cols = rows[:, pad : pad + w], (cols[:, pad : pad + w] - pad) % w
+        flat = torch.as_tensor(rows * w + cols, device=z.device).reshape(-1)
+        return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
 
     def depth_views(self, depth: torch.Tensor, radial: bool = True) -> torch.Tensor:
         """Per-view depth renders ``[N, 1, h, w]`` from a 360 depth map ``[H, W]`` or ``[1, H, W]``.

@@ -241,3 +241,17 @@ def test_depth_views_convert_radial_distance_to_z_depth():
 def test_bad_input_names_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EquirectProjector(32, **kwargs)
+
+
+def test_fill_wraps_around_the_seam():
+    proj = EquirectProjector(16, [0])
+    h, w = proj.canvas_hw
+    covered = torch.zeros(h, w, dtype=torch.bool)
+    covered[:, 0] = True  # first column (lon just past -180)
+    covered[:, w // 2] = True  # a column at lon 0
+    z = torch.zeros(1, h, w)
+    z[0, :, 0], z[0, :, w // 2] = 1.0, 2.0
+    filled = proj.fill(z, covered)
+    assert (filled[0, :, w - 3 :] == 1.0).all()  # the last columns take the value across the seam
+    assert (filled[0, :, w // 2 - 3 : w // 2 + 4] == 2.0).all()
+    assert torch.equal(filled[:, covered], z[:, covered])

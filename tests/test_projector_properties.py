@@ -110,7 +110,11 @@ def test_fill_keeps_covered_and_copies_nearest_covered(projector):
     coords = torch.stack(torch.meshgrid(*[torch.arange(s) for s in projector.canonical_shape], indexing="ij"), -1)
     coords = coords.reshape(-1, len(projector.canonical_shape)).double()
     cov_flat = covered.reshape(-1)
-    d = torch.cdist(coords[~cov_flat], coords[cov_flat])
+    diff = (coords[~cov_flat].unsqueeze(1) - coords[cov_flat].unsqueeze(0)).abs()
+    if isinstance(projector, P.EquirectProjector):  # the 360 canvas wraps around horizontally
+        width = projector.canonical_shape[-1]
+        diff[..., -1] = torch.minimum(diff[..., -1], width - diff[..., -1])
+    d = diff.pow(2).sum(-1).sqrt()
     nearest_mask = d <= d.min(1, keepdim=True).values + 1e-9
     zc = z.reshape(2, -1)[:, cov_flat]
     got = filled.reshape(2, -1)[:, ~cov_flat]
