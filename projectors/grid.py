@@ -41,12 +41,26 @@ def grid_taps(
     xs = xs % w if wrap_x else xs.clamp(0, w - 1)
     wts = wts * valid.unsqueeze(-1)
     bilinear = SparseViewMap(ys * w + xs, wts, pw)
-    # nearest: the texel containing (y, x)
+    return bilinear, nearest_grid_taps(y, x, valid, canvas_hw, wrap_x, pw)
+
+
+def nearest_grid_taps(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    valid: torch.Tensor,
+    canvas_hw: tuple[int, int],
+    wrap_x: bool = False,
+    pixel_weight: torch.Tensor | None = None,
+) -> SparseViewMap:
+    """Nearest taps ``[N, P, 1]``: each pixel reads the texel containing (y, x) (same conventions as
+    ``grid_taps``, without the cost of the bilinear taps)."""
+    h, w = canvas_hw
+    valid = valid.bool()
+    pw = valid.to(torch.float32) if pixel_weight is None else pixel_weight.to(torch.float32) * valid
     yn = torch.floor(y).long().clamp(0, h - 1)
     xn = torch.floor(x).long()
     xn = xn % w if wrap_x else xn.clamp(0, w - 1)
-    nearest = SparseViewMap((yn * w + xn).unsqueeze(-1), valid.to(torch.float32).unsqueeze(-1), pw)
-    return bilinear, nearest
+    return SparseViewMap((yn * w + xn).unsqueeze(-1), valid.to(torch.float32).unsqueeze(-1), pw)
 
 
 def index_taps(index: torch.Tensor, valid: torch.Tensor | None = None) -> SparseViewMap:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .base import Projector, divide_size, greedy_disjoint_groups
-from .grid import grid_taps
+from .grid import grid_taps, nearest_grid_taps
 
 SYNCTWEEDIES_YAWS = tuple(range(0, 360, 45))  # A1.2: 8 views, 45 degree steps, pitch 0, fov 72
 STOCHSYNC_GROUPS = ((0, 72, 144, 216, 288), (36, 108, 180, 252, 324))  # StochSync B: two groups of five
@@ -146,14 +146,17 @@ class EquirectProjector(Projector):
 
         dirs = torch.stack([view_directions((vh, vw), fov, y, p) for y, p in zip(yaws, pitches)])  # [N, P, 3]
         y, x = directions_to_canvas(dirs, canvas_hw)
-        bilinear, nearest = grid_taps(y, x, torch.ones_like(y, dtype=torch.bool), canvas_hw, wrap_x=True)
-        bilinear, nearest = bilinear.to(device), nearest.to(device)
+        valid = torch.ones_like(y, dtype=torch.bool)
+        if interpolation == "bilinear":
+            bilinear, nearest = grid_taps(y, x, valid, canvas_hw, wrap_x=True)
+            bilinear, nearest = bilinear.to(device), nearest.to(device)
+        else:
+            bilinear = nearest = nearest_grid_taps(y, x, valid, canvas_hw, wrap_x=True).to(device)
         # cos(angle to the optical axis) per pixel: radial distance -> z-depth for depth renders
         f = focal_pixels(vw, fov)
         i, j = torch.meshgrid(torch.arange(vh, dtype=torch.float64), torch.arange(vw, dtype=torch.float64), indexing="ij")
         self.ray_cos = (1 / torch.sqrt(1 + ((j + 0.5 - vw / 2) / f) ** 2 + ((i + 0.5 - vh / 2) / f) ** 2)).float().to(device)
-        taps = bilinear if interpolation == "bilinear" else nearest
-        super().__init__(taps, (vh, vw), canvas_hw, nearest)
+        super().__init__(bilinear, (vh, vw), canvas_hw, nearest)
 
     def view_groups(self) -> list[list[int]]:
         """The rig's groups (StochSync: yaws 0..288 and 36..324) when they really share no texel on this
