@@ -64,17 +64,6 @@ class SyncCanvasSaveImage(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, filename_prefix=None) -> bool | str:
-        """Refuse a bad prefix when the prompt is queued (ComfyUI's validation error), not mid-run."""
-        if filename_prefix is None:  # linked from another node: checked in execute
-            return True
-        try:
-            check_filename_prefix(filename_prefix)
-        except ValueError as error:
-            return str(error)
-        return True
-
-    @classmethod
     def execute(cls, images, filename_prefix, projection) -> io.NodeOutput:
         check_filename_prefix(filename_prefix)
         output_dir = folder_paths.get_output_directory()
