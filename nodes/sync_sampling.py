@@ -219,7 +219,10 @@ def sample_sync_canvas(
             latent_image = base_model.process_latent_in(latent_image) if torch.count_nonzero(latent_image) else None
 
     def report(step: int, total_steps: int, canonical_x0: torch.Tensor) -> None:
-        if callback is not None:
+        # previews decode an image latent [1, C, H, W]: stacked planes [C, M, H, W] show their mean
+        if canonical_x0.dim() == 4:
+            canonical_x0 = canonical_x0.mean(1)
+        if callback is not None and canonical_x0.dim() == 3:
             x0 = canonical_x0.unsqueeze(0)
             callback({"i": step, "x": x0, "denoised": x0, "sigma": sigmas[step], "sigma_hat": sigmas[step]})
 

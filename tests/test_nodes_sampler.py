@@ -209,3 +209,26 @@ def test_lora_style_weight_patches_apply_like_in_the_stock_ksampler(tiny, model)
         stock = comfy_nodes.common_ksampler(patched, 3, 2, 2.0, "euler", "normal", pos, neg, {"samples": torch.zeros(1, 4, 8, 8)})[0]
     assert (ours - plain).abs().max() > 1e-3
     torch.testing.assert_close(ours, stock["samples"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["case_2", "stochsync"])
+def test_progress_previews_show_the_canonical_x0(tiny, model, mode):
+    import comfy.cli_args
+    import comfy.utils
+    import latent_preview
+
+    from sync_canvas.projectors import WidePanoramaProjector
+
+    updates = []
+    previous_method, previous_hook = comfy.cli_args.args.preview_method, comfy.utils.PROGRESS_BAR_HOOK
+    comfy.cli_args.args.preview_method = latent_preview.LatentPreviewMethod.Latent2RGB
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
+    try:
+        run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), WidePanoramaProjector(64, 192, 64, 64),
+                    steps=2, mode=mode, inner_steps=1)
+    finally:
+        comfy.cli_args.args.preview_method = previous_method
+        comfy.utils.set_progress_bar_global_hook(previous_hook)
+    assert [(v, t) for v, t, _ in updates] == [(1, 2), (2, 2)]
+    for _, _, (kind, image, _) in updates:
+        assert kind == "JPEG" and image.size == (24, 8)  # the 192x64 canvas at latent resolution
