@@ -33,8 +33,8 @@ EWA_BLUR = 0.3
 class CompositingWeights:
     """Sparse per-view compositing weights; E entries over all views, grouped by view.
 
-    view_ptr ``[N+1]`` (entries of view i are ``view_ptr[i]:view_ptr[i+1]``), pixel ``[E]`` (flat
-    row-major pixel in its view), gaussian ``[E]``, weight ``[E]`` (alpha_k T_k in (0, 1)), and per
+    view_ptr ``[N+1]`` (entries of view i are ``view_ptr[i]:view_ptr[i+1]``), pixel ``[E]`` int32 (flat
+    row-major pixel in its view), gaussian ``[E]`` int32, weight ``[E]`` (alpha_k T_k in (0, 1)), and per
     pixel: alpha ``[N, H*W]`` (accumulated opacity) and depth ``[N, H*W]`` (expected camera z of the
     surface, sum w z / alpha; 0 where alpha is 0).
     """
@@ -54,8 +54,13 @@ class CompositingWeights:
         return int(self.alpha.shape[0])
 
     def view(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pixel, gaussian, weight) of view i; indices as int64 (index_add_ with int32 is ~10x slower)."""
         s, e = int(self.view_ptr[i]), int(self.view_ptr[i + 1])
-        return self.pixel[s:e], self.gaussian[s:e], self.weight[s:e]
+        return self.pixel[s:e].long(), self.gaussian[s:e].long(), self.weight[s:e]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.pixel, self.gaussian, self.weight, self.alpha, self.depth))
 
     def to(self, device) -> "CompositingWeights":
         move = lambda t: t.to(device)  # noqa: E731
@@ -183,8 +188,8 @@ def compositing_weights(
                                         cameras.Ks[i].float().cpu(), w, h, max_pairs)
         alpha[i].index_add_(0, pix, wt)
         depth[i].index_add_(0, pix, wt * z)
-        pixels.append(pix)  # int64: index_add_ with int32 indices is ~10x slower on CPU
-        gaussians.append(gid)
+        pixels.append(pix.int())  # stored as int32 (E reaches 10^8 at 512^2 x 50 views)
+        gaussians.append(gid.int())
         weights.append(wt)
         ptr.append(ptr[-1] + len(pix))
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
