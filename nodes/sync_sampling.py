@@ -21,6 +21,7 @@ import torch
 
 import comfy.model_management
 
+from ..samplers.cross_view_patch import with_views
 from ..samplers.engine import RGBFuse
 from ..samplers.stochsync import sample_stochsync
 from ..samplers.synchronized import sample_synchronized
@@ -131,14 +132,19 @@ def _slice_views(model_cond, ids: torch.Tensor, n_views: int):
 
 
 def make_denoiser(model, extra_args: dict, n_views: int, check_cancel: Callable[[], None]):
-    """``denoiser(x_views, sigma, view_ids) -> x0`` over ComfyUI's CFG model, hints following ``view_ids``."""
+    """``denoiser(x_views, sigma, view_ids) -> x0`` over ComfyUI's CFG model, hints following ``view_ids``.
+
+    The view ids also travel in ``transformer_options["sync_canvas_views"]`` (``with_views``), which is
+    how the cross-view attention patch learns which views a call holds.
+    """
     guider = getattr(model, "inner_model", None)
 
     def denoiser(x_views: torch.Tensor, sigma: torch.Tensor, view_ids: torch.Tensor) -> torch.Tensor:
         check_cancel()
         sigma_vec = torch.as_tensor(sigma, dtype=x_views.dtype, device=x_views.device).reshape(1).expand(x_views.shape[0])
-        with views_aligned(getattr(guider, "conds", None) or {}, torch.as_tensor(view_ids).long(), n_views):
-            return model(x_views, sigma_vec, **extra_args)
+        view_ids = torch.as_tensor(view_ids).long()
+        with views_aligned(getattr(guider, "conds", None) or {}, view_ids, n_views):
+            return model(x_views, sigma_vec, **with_views(extra_args, view_ids, n_views))
 
     return denoiser
 

@@ -232,3 +232,18 @@ def test_progress_previews_show_the_canonical_x0(tiny, model, mode):
     assert [(v, t) for v, t, _ in updates] == [(1, 2), (2, 2)]
     for _, _, (kind, image, _) in updates:
         assert kind == "JPEG" and image.size == (24, 8)  # the 192x64 canvas at latent resolution
+
+
+def test_view_ids_of_each_call_reach_the_model_patches(tiny, model):
+    # the cross-view attention patch reads them from transformer_options["sync_canvas_views"]
+    patched = model.clone()
+    seen = []
+
+    def unet_wrapper(apply_model, args):
+        views = args["c"]["transformer_options"]["sync_canvas_views"]
+        seen.append((views["view_ids"].tolist(), views["n_views"]))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    patched.set_model_unet_function_wrapper(unet_wrapper)
+    run_sampler(patched, tiny.conditioning(0), tiny.conditioning(1), four_view_projector(), steps=1, max_views_per_batch=3)
+    assert seen == [([0, 1, 2], 4), ([3], 4)]
