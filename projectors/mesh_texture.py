@@ -20,9 +20,11 @@ from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
 from .base import Projector, SparseViewMap
 from .grid import grid_taps
+from .mesh_pull import PullTaps, pull_taps, pull_unproject
 from .raster import RasterResult, rasterize
 
 SAMPLING_MODES = ("bilinear", "nearest")
+UNPROJECTION_MODES = ("pull", "scatter")
 
 
 class MeshTextureProjector(Projector):
@@ -39,6 +41,10 @@ class MeshTextureProjector(Projector):
         sampling: "bilinear" or "nearest" texture lookup for ``project``; noise is always projected
             with nearest taps (see base class).
         backend: rasteriser back-end (see :func:`projectors.raster.rasterize`).
+        unprojection: "scatter": g_i = F_i^T W_i (each pixel writes the texels it reads; exact adjoint,
+            sparse when texels are much smaller than pixels). "pull" (default): additionally every texel
+            a view sees reads that view (projectors/mesh_pull.py), so overlapping views meet on the
+            same texels at any texture/view resolution ratio (SyncMVD's per-view Voronoi fill).
     """
 
     kind = "mesh texture"
@@ -54,11 +60,14 @@ class MeshTextureProjector(Projector):
         sampling: str = "bilinear",
         backend: str = "auto",
         raster: RasterResult | None = None,
+        unprojection: str = "pull",
     ) -> None:
         if not mesh.has_uvs:
             raise ValueError(f"{mesh.source}: mesh has no UVs; load it with unwrap='auto' or call unwrap_uvs")
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+        if unprojection not in UNPROJECTION_MODES:
+            raise ValueError(f"unprojection must be one of {UNPROJECTION_MODES}, got {unprojection!r}")
         if int(texture_size) < 1:
             raise ValueError(f"texture_size must be >= 1, got {texture_size}")
         if cos_exponent < 0:
@@ -76,6 +85,10 @@ class MeshTextureProjector(Projector):
         bilinear, nearest = self._taps()
         super().__init__(nearest if sampling == "nearest" else bilinear, hw, (self.texture_size, self.texture_size), nearest)
         self._fill_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.unprojection = unprojection
+        self.pull: PullTaps | None = None
+        if unprojection == "pull":
+            self.pull = pull_taps(mesh, list(rig), self.raster, self.texture_size, self.cos_exponent)
 
     def _taps(self) -> tuple[SparseViewMap, SparseViewMap]:
         r, t = self.raster, self.texture_size
@@ -88,6 +101,42 @@ class MeshTextureProjector(Projector):
         return grid_taps(y, x, valid, (t, t), pixel_weight=weight * valid)
 
     # ----------------------------------------------------------------------------------------------
+    # unprojection: the scatter of the base class, plus the texel pull
+    def to(self, device) -> "MeshTextureProjector":
+        super().to(device)
+        if self.pull is not None:
+            self.pull = self.pull.to(device)
+        return self
+
+    def _pull(self, views) -> PullTaps:
+        return self.pull.select(self._view_ids(views).cpu(), self.view_hw[0] * self.view_hw[1])
+
+    def unproject(self, w: torch.Tensor, views=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sum_i g_i(W_i w_i), sum_i g_i(W_i))`` with g_i the scatter F_i^T (+ the pull, see class doc)."""
+        num, den = super().unproject(w, views)
+        if self.pull is None:
+            return num, den
+        pn, pd = pull_unproject(self._pull(views), w, self.canonical_size)
+        return num + pn.reshape(num.shape), den + pd.reshape(den.shape)
+
+    def aggregate(self, w: torch.Tensor, previous: torch.Tensor | None = None, views=None, iterations: int = 30) -> torch.Tensor:
+        """Weighted mean ``sum_i g_i(W_i w_i) / sum_i g_i(W_i)`` per texel; unseen texels keep ``previous``."""
+        if self.pull is None:
+            return super().aggregate(w, previous, views, iterations)
+        num, den = self.unproject(w, views)
+        out = torch.zeros_like(num) if previous is None else previous.to(num.dtype).reshape(num.shape)
+        return torch.where(den > 0, num / den.clamp_min(1e-12), out).to(w.dtype)
+
+    def coverage(self, views=None) -> torch.Tensor:
+        """Texels some selected view writes (scatter) or is seen from (pull)."""
+        covered = super().coverage(views)
+        if self.pull is None:
+            return covered
+        taps = self._pull(views)
+        seen = torch.zeros(self.canonical_size, dtype=torch.bool, device=covered.device)
+        seen[taps.texel[taps.trust > 0].to(covered.device)] = True
+        return covered | seen.reshape(self.canonical_shape)
+
     def rescaled(self, factor: int, texture_size: int | None = None) -> "MeshTextureProjector":
         """Same mesh and cameras with views ``factor`` times smaller (8 for SD latents).
 
@@ -100,7 +149,7 @@ class MeshTextureProjector(Projector):
         size = size if size is not None else max(1, self.texture_size // factor)
         hw = (self.view_hw[0] // factor, self.view_hw[1] // factor)
         return MeshTextureProjector(
-            self.mesh, self.rig, hw, size, None, self.cos_exponent, self.sampling, self.backend
+            self.mesh, self.rig, hw, size, None, self.cos_exponent, self.sampling, self.backend, unprojection=self.unprojection
         ).to(self.device)
 
     def view_groups(self) -> list[list[int]]:
@@ -165,4 +214,30 @@ class MeshTextureProjector(Projector):
         return torch.where(mask, out, torch.full_like(out, background))
 
     def describe(self) -> str:
-        return f"{super().describe()}, {self.mesh.n_faces} faces, cos^{self.cos_exponent:g}, {self.raster.backend}"
+        return (
+            f"{super().describe()}, {self.mesh.n_faces} faces, cos^{self.cos_exponent:g}, "
+            f"{self.unprojection} unprojection, {self.raster.backend} raster"
+        )
+
+
+def render_turntable(
+    mesh: MeshData,
+    texture: torch.Tensor,
+    n_frames: int = 24,
+    size: int = 512,
+    elevation: float = 15.0,
+    fov: float = 50.0,
+    background: float = 1.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Frames ``[n_frames, C, size, size]`` of the textured mesh turning once around the y axis.
+
+    ``texture`` is ``[C, T, T]``; the camera distance is fitted so the whole mesh stays in frame.
+    """
+    from ..assets.cameras import turntable_rig
+
+    if texture.dim() != 3 or texture.shape[1] != texture.shape[2]:
+        raise ValueError(f"texture must be square [C, T, T], got shape {tuple(texture.shape)}")
+    rig = turntable_rig(n_frames, elevation, fov, vertices=mesh.vertices)
+    proj = MeshTextureProjector(mesh, rig, size, texture.shape[-1], cos_exponent=0.0, backend=backend, unprojection="scatter")
+    return proj.render(texture.to(torch.float32), background=background)

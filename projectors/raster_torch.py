@@ -60,8 +60,15 @@ def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: in
 
 def _rasterize_view(verts, faces, cam, h, w):
     sx, sy, d = _screen(verts, cam, h, w)
-    near = 1e-6 * cam.distance
-    fx, fy, fd = sx[faces], sy[faces], d[faces]  # [F, 3]
+    return rasterize_screen(sx[faces], sy[faces], d[faces], h, w, near=1e-6 * cam.distance)
+
+
+def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0):
+    """Z-buffer rasterisation of triangles given in screen space: corner x, y (pixel units, pixel
+    centres at c + 0.5) and view depths ``fd`` (all ``[F, 3]``; constant depths rasterise a flat layout
+    such as a UV atlas). Faces with a corner at depth <= ``near`` are skipped.
+    Returns ``(face_id [h*w] int64 (-1 empty), bary [h*w, 3] float64 perspective-correct)``.
+    """
     area = _edge(fx[:, 0], fy[:, 0], fx[:, 1], fy[:, 1], fx[:, 2], fy[:, 2])
     # candidate pixel centres (c + 0.5) inside each face's screen bounding box
     x0 = torch.ceil(fx.min(1).values - 0.5).clamp(0, w).long()

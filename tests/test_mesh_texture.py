@@ -16,7 +16,26 @@ def sphere():
 
 @pytest.fixture(scope="module")
 def sphere_projector(sphere):
-    return MeshTextureProjector(sphere, paper_rig(sphere.vertices), 64, 48, backend="torch")
+    return MeshTextureProjector(sphere, paper_rig(sphere.vertices), 64, 48, backend="torch", unprojection="scatter")
+
+
+@pytest.fixture(scope="module")
+def pull_pair(sphere):
+    """Views much coarser than texels (the paper's latent setting: 96^2 views, 1536^2 texture)."""
+    rig = paper_rig(sphere.vertices)
+    scatter = MeshTextureProjector(sphere, rig, 16, 128, backend="torch", unprojection="scatter")
+    pull = MeshTextureProjector(sphere, rig, 16, 128, backend="torch", raster=scatter.raster, unprojection="pull")
+    return scatter, pull
+
+
+def _surface_texture(mesh, t):
+    """A texture that is a smooth function of the surface point (continuous across UV seams)."""
+    from sync_canvas.projectors.mesh_pull import texel_surface
+
+    texel, _, points, _ = texel_surface(mesh, t)
+    tex = torch.zeros(3, t * t)
+    tex[:, texel] = (torch.stack([points[:, 0] + points[:, 1], points[:, 1] - points[:, 2], points[:, 2]]) * 2).sin() * 0.5 + 0.5
+    return tex.reshape(3, t, t)
 
 
 def _smooth_texture(t, c=3):
@@ -25,7 +44,7 @@ def _smooth_texture(t, c=3):
 
 
 def test_nearest_round_trip_is_exact_on_covered_texels(sphere):
-    proj = MeshTextureProjector(sphere, paper_rig(sphere.vertices), 64, 48, sampling="nearest", backend="torch")
+    proj = MeshTextureProjector(sphere, paper_rig(sphere.vertices), 64, 48, sampling="nearest", backend="torch", unprojection="scatter")
     torch.manual_seed(0)
     tex = torch.rand(4, 48, 48)
     back = proj.aggregate(proj.project(tex))
@@ -54,8 +73,8 @@ def test_adjointness(sphere_projector):
 
 def test_pixel_weights_are_cosine_power_and_zero_on_background(sphere):
     rig = paper_rig(sphere.vertices)
-    p0 = MeshTextureProjector(sphere, rig, 32, 32, cos_exponent=0.0, backend="torch")
-    p3 = MeshTextureProjector(sphere, rig, 32, 32, cos_exponent=3.0, backend="torch", raster=p0.raster)
+    p0 = MeshTextureProjector(sphere, rig, 32, 32, cos_exponent=0.0, backend="torch", unprojection="scatter")
+    p3 = MeshTextureProjector(sphere, rig, 32, 32, cos_exponent=3.0, backend="torch", raster=p0.raster, unprojection="scatter")
     m = p0.raster.mask.reshape(10, -1)
     assert (p0.taps.pixel_weight[m] == 1).all() and (p0.taps.pixel_weight[~m] == 0).all()
     cos = p0.raster.view_cos.reshape(10, -1)[m]
@@ -91,16 +110,16 @@ def test_rescaled_keeps_geometry_at_lower_resolution(sphere_projector):
     big = sphere_projector.masks()
     pooled = torch.nn.functional.avg_pool2d(big, 4)
     assert ((pooled > 0.5).float() == small.masks()).float().mean() > 0.95
-    paper = MeshTextureProjector(sphere_projector.mesh, sphere_projector.rig, 64, 48, 72, raster=sphere_projector.raster)
+    paper = MeshTextureProjector(sphere_projector.mesh, sphere_projector.rig, 64, 48, 72, raster=sphere_projector.raster, unprojection="scatter")
     assert paper.rescaled(8).canonical_shape == (72, 72)  # latent texture larger than RGB, as in A1.3
     with pytest.raises(ValueError, match="must divide"):
         sphere_projector.rescaled(5)
 
 
 def test_view_groups_follow_the_rig(sphere):
-    proj = MeshTextureProjector(sphere, stochsync_rig(sphere.vertices, n_groups=2), 16, 16, backend="torch")
+    proj = MeshTextureProjector(sphere, stochsync_rig(sphere.vertices, n_groups=2), 16, 16, backend="torch", unprojection="scatter")
     assert proj.view_groups() == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    plain = MeshTextureProjector(sphere, orbit_rig([(0, 0), (180, 0), (90, 0)], 2.5, 50), 16, 16, backend="torch")
+    plain = MeshTextureProjector(sphere, orbit_rig([(0, 0), (180, 0), (90, 0)], 2.5, 50), 16, 16, backend="torch", unprojection="scatter")
     groups = plain.view_groups()  # greedy: opposite views share no texel
     assert sorted(i for g in groups for i in g) == [0, 1, 2] and [0, 1] in groups
 
@@ -140,3 +159,57 @@ def test_paper_rig_layout():
     assert np.sin(np.radians(cam.fov / 2)) * cam.distance >= np.linalg.norm(procedural.torus().vertices, axis=1).max()
     with pytest.raises(ValueError, match="partition"):
         orbit_rig([(0, 0), (90, 0)], 2.0, 50.0, groups=[[0]])
+
+
+def test_turntable_frames_turn_the_mesh():
+    from sync_canvas.projectors.mesh_texture import render_turntable
+
+    mesh = procedural.cube()
+    tex = torch.zeros(3, 30, 30)
+    tex[0] = 1.0  # red everywhere...
+    tex[:, 15:, :10] = torch.tensor([0.0, 0.0, 1.0]).view(3, 1, 1)  # ...except the +z side's chart (blue)
+    frames = render_turntable(mesh, tex, n_frames=4, size=32, elevation=0.0, backend="torch")
+    assert frames.shape == (4, 3, 32, 32)
+    centre = frames[:, :, 14:18, 14:18].mean((-1, -2))
+    assert centre[0, 2] > 0.9 and centre[0, 0] < 0.1  # frame 0 looks at the front (+z, blue)
+    assert (centre[1:, 0] > 0.9).all()  # the other sides are red
+    assert (frames[:, :, 0, 0] == 1.0).all()  # white background
+
+
+# ---- texel pull: views meet on the same texels whatever the texel/pixel size ratio ------------------
+def test_pull_covers_what_the_views_see_and_round_trips(pull_pair, sphere):
+    scatter, pull = pull_pair
+    assert scatter.coverage_fraction() < 0.4 and pull.coverage_fraction() > 2 * scatter.coverage_fraction()
+    assert (pull.coverage() | ~scatter.coverage()).all()  # pull only adds texels
+    tex = _surface_texture(sphere, 128)
+    back = pull.aggregate(pull.project(tex))
+    cov = pull.coverage()
+    err = (back - tex)[:, cov].abs()
+    assert err.mean() < 0.02 and torch.quantile(err.flatten(), 0.99) < 0.15
+
+
+def test_pull_synchronizes_overlapping_views_that_scatter_keeps_apart(pull_pair):
+    scatter, pull = pull_pair
+    w = torch.zeros(10, 1, 16, 16)
+    w[0] = 1.0  # only the front view says "1"
+    neighbour = pull.masks()[1].bool()  # view 1 (azimuth 45) overlaps view 0
+    after_scatter = scatter.project(scatter.aggregate(w))[1][neighbour].mean()
+    after_pull = pull.project(pull.aggregate(w))[1][neighbour].mean()
+    assert after_pull > 2 * after_scatter and after_pull > 0.05
+    # views that see nothing of view 0 (the back) stay untouched
+    assert pull.project(pull.aggregate(w))[4].abs().max() < 1e-6
+
+
+def test_pull_view_subsets_match_the_full_fuse(pull_pair):
+    _, pull = pull_pair
+    torch.manual_seed(2)
+    w = torch.randn(10, 2, 16, 16)
+    ids = [7, 0, 3]
+    sub = pull.aggregate(w[ids], views=ids)
+    masked = torch.zeros_like(w)
+    masked[ids] = w[ids]
+    num, den = pull.unproject(w[ids], views=ids)
+    num_full, _ = pull.unproject(masked)
+    torch.testing.assert_close(num, num_full, atol=1e-5, rtol=1e-5)
+    assert torch.equal(sub[:, ~pull.coverage(ids)], torch.zeros_like(sub[:, ~pull.coverage(ids)]))
+    assert (den[0] > 0).equal(pull.coverage(ids))
