@@ -106,7 +106,7 @@ class ComfyServer:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "ComfyServer":
         custom_nodes = self.work_dir / "custom_nodes"
-        for sub in (custom_nodes, self.output_dir, self.work_dir / "temp", self.work_dir / "input", self.work_dir / "user"):
+        for sub in (custom_nodes, self.output_dir, self.work_dir / "temp", self.input_dir, self.work_dir / "user"):
             sub.mkdir(parents=True, exist_ok=True)
         link = custom_nodes / PACK_LINK_NAME
         if not link.exists():
@@ -115,7 +115,7 @@ class ComfyServer:
         write_extra_model_paths(yaml_path, custom_nodes, self.models_dir)
         cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--extra-model-paths-config", str(yaml_path), "--output-directory", str(self.output_dir),
-               "--temp-directory", str(self.work_dir / "temp"), "--input-directory", str(self.work_dir / "input"),
+               "--temp-directory", str(self.work_dir / "temp"), "--input-directory", str(self.input_dir),
                "--user-directory", str(self.work_dir / "user"), "--database-url", f"sqlite:///{self.work_dir / 'user' / 'comfyui.db'}",
                "--disable-auto-launch", "--disable-api-nodes", *self.extra_args]
         self._log_file = open(self.log_path, "wb")
@@ -159,6 +159,15 @@ class ComfyServer:
             self._log_file = None
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    @property
+    def input_dir(self) -> pathlib.Path:
+        return self.work_dir / "input"
+
+    def add_input_files(self, paths) -> list[str]:
+        """Copies files (e.g. a workflow's depth map for LoadImage) into the server's input folder; their names."""
+        self.input_dir.mkdir(parents=True, exist_ok=True)
+        return [pathlib.Path(shutil.copy2(path, self.input_dir / pathlib.Path(path).name)).name for path in paths]
 
     def __enter__(self) -> "ComfyServer":
         return self.start()

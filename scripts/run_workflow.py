@@ -10,6 +10,8 @@
 - Every CheckpointLoaderSimple is pointed at --checkpoint (a file in your ComfyUI's models/checkpoints),
   or, without one, at a tiny random-weight demo model (built on first use: random weights, so the
   pictures are noise - it shows the pipeline runs, not what a real model makes).
+- Files in an inputs/ folder next to the workflow (e.g. a depth map for LoadImage) are copied into
+  the server's input folder.
 - --fast shrinks step counts and sizes where the graph exposes them and prints each change.
 - Stops the server at the end, on errors and on Ctrl-C. Exit status 0 only if the prompt succeeded.
 """
@@ -122,6 +124,12 @@ def load_graph(path: pathlib.Path, server: ComfyServer | None = None) -> tuple[d
     raise ValueError(f"{path} is neither an API-format graph nor a UI-format workflow")
 
 
+def workflow_input_files(workflow: pathlib.Path) -> list[pathlib.Path]:
+    """Files a shipped workflow loads with LoadImage: everything in the inputs/ folder next to it."""
+    folder = pathlib.Path(workflow).resolve().parent / "inputs"
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
 def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, python: str = sys.executable) -> None:
     """Builds the tiny demo models in a child process (keeps comfy out of this process); skips existing files."""
     if (models_dir / "checkpoints" / TINY_CHECKPOINT).is_file() and (models_dir / "controlnet" / TINY_CONTROLNET).is_file():
@@ -184,6 +192,9 @@ def main(argv=None) -> int:
     try:
         with ComfyServer(args.comfyui, models_dir=args.models_dir) as server:
             report["startup_seconds"] = round(server.startup_seconds, 1)
+            inputs = workflow_input_files(args.workflow)
+            if inputs:
+                report["input_files"] = server.add_input_files(inputs)
             graph, kind = load_graph(args.workflow, server)
             graph, changes = prepare_graph(graph, args.checkpoint, args.controlnet, args.fast)
             report.update(format=kind, changes=changes)
@@ -214,6 +225,8 @@ def _print_report(report: dict, as_json: bool) -> None:
         return
     print(f"workflow:   {report['workflow']} ({report.get('format', '?')} format)")
     print(f"checkpoint: {report['checkpoint']}")
+    if report.get("input_files"):
+        print(f"inputs:     copied {', '.join(report['input_files'])} into the server's input folder")
     for change in report.get("changes", []):
         print(f"changed:    {change}")
     print(f"status:     {report.get('status')}" + (f" - {report['error']}" if report.get("error") else ""))

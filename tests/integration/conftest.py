@@ -69,6 +69,9 @@ def comfy(tiny_models_dir, tmp_path_factory):
 
     server = ComfyServer(COMFYUI_PATH, models_dir=tiny_models_dir, work_dir=tmp_path_factory.mktemp("comfyui"))
     server.start()
+    from run_workflow import workflow_input_files
+
+    server.add_input_files(workflow_input_files(REPO / "workflows" / "any.json"))  # LoadImage files of the workflows
     yield server
     server.stop()
 

@@ -11,6 +11,7 @@ import pytest
 
 from comfy_server import PromptRejected, error_message, status_of
 from integration_helpers import assert_interrupt_stops, read_image, saved_images, server_still_serves
+from workflow_format import fill_widget_defaults
 
 # Canvas 192x64 px, window 64, stride 32: five views of 8x8 latent texels.
 CANVAS_W, CANVAS_H, WINDOW, STRIDE = 192, 64, 64, 32
@@ -26,7 +27,13 @@ def require(object_info):
     return check
 
 
-def sync_panorama_graph(steps=2, prefix="sync/pano", mode="case_2", seed=3) -> dict:
+@pytest.fixture
+def sync_panorama_graph(object_info):
+    """sync_panorama_graph(**options) -> the graph below with every other widget at its default."""
+    return lambda **options: fill_widget_defaults(panorama_graph(**options), object_info)
+
+
+def panorama_graph(steps=2, prefix="sync/pano", mode="case_2", seed=3) -> dict:
     """tiny checkpoint -> prompts -> wide panorama projector -> SyncCanvasKSampler -> save canvas + views."""
     return {
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sync_canvas_tiny_sd15.safetensors"}},
@@ -47,7 +54,7 @@ def sync_panorama_graph(steps=2, prefix="sync/pano", mode="case_2", seed=3) -> d
 PANO_NODES = ("SyncCanvasWidePanorama", "SyncCanvasKSampler", "SyncCanvasSaveImage")
 
 
-def test_synchronized_panorama_runs_and_saves_canvas_and_views(comfy, require):
+def test_synchronized_panorama_runs_and_saves_canvas_and_views(comfy, require, sync_panorama_graph):
     require(*PANO_NODES)
     graph = sync_panorama_graph()
     entry = comfy.run(graph, timeout=300)
@@ -63,7 +70,7 @@ def test_synchronized_panorama_runs_and_saves_canvas_and_views(comfy, require):
     assert len(by_node["7"]) == N_VIEWS
 
 
-def test_interrupt_stops_a_long_synchronized_run(comfy, require):
+def test_interrupt_stops_a_long_synchronized_run(comfy, require, sync_panorama_graph):
     require(*PANO_NODES)
     assert_interrupt_stops(comfy, sync_panorama_graph(steps=10_000, prefix="sync/long", seed=4),
                             warm_graph=sync_panorama_graph(steps=1, prefix="sync/warm", seed=4))
@@ -86,7 +93,7 @@ def _assert_node_error(comfy, graph, node_id: str, *needles: str) -> str:
     return message
 
 
-def test_wrong_latent_size_for_the_projector_is_a_node_error(comfy, require):
+def test_wrong_latent_size_for_the_projector_is_a_node_error(comfy, require, sync_panorama_graph):
     require(*PANO_NODES)
     graph = sync_panorama_graph(prefix="sync/badlatent")
     graph["8"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
@@ -94,7 +101,7 @@ def test_wrong_latent_size_for_the_projector_is_a_node_error(comfy, require):
     _assert_node_error(comfy, graph, "5", "ValueError", "canonical latent")
 
 
-def test_controlnet_hint_count_not_matching_views_is_a_node_error(comfy, require):
+def test_controlnet_hint_count_not_matching_views_is_a_node_error(comfy, require, sync_panorama_graph):
     require(*PANO_NODES)
     graph = sync_panorama_graph(prefix="sync/badhints")
     graph["8"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "sync_canvas_tiny_controlnet.safetensors"}}
@@ -107,7 +114,7 @@ def test_controlnet_hint_count_not_matching_views_is_a_node_error(comfy, require
     _assert_node_error(comfy, graph, "5", "ValueError", f"{N_VIEWS - 2} images", f"{N_VIEWS} views")
 
 
-def test_per_view_hints_run(comfy, require):
+def test_per_view_hints_run(comfy, require, sync_panorama_graph):
     """The control path the depth workflows use: one hint per view through ControlNetApplyAdvanced."""
     require(*PANO_NODES)
     graph = sync_panorama_graph(prefix="sync/hints")
@@ -122,7 +129,7 @@ def test_per_view_hints_run(comfy, require):
     assert status_of(entry) == "success", error_message(entry)
 
 
-def test_projector_socket_refuses_other_types(comfy, require):
+def test_projector_socket_refuses_other_types(comfy, require, sync_panorama_graph):
     require(*PANO_NODES)
     graph = sync_panorama_graph(prefix="sync/badsocket")
     graph["5"]["inputs"]["projector"] = ["1", 2]  # a VAE where a SYNC_PROJECTOR belongs
@@ -133,10 +140,23 @@ def test_projector_socket_refuses_other_types(comfy, require):
 
 
 @pytest.mark.parametrize("prefix", ["../../evil", "/tmp/evil_abs"])
-def test_save_canvas_refuses_to_leave_the_output_folder(comfy, require, prefix):
+def test_save_canvas_refuses_to_leave_the_output_folder(comfy, require, sync_panorama_graph, prefix):
     require(*PANO_NODES)
     graph = sync_panorama_graph(prefix="sync/ok")
     graph["6"]["inputs"]["filename_prefix"] = prefix
     del graph["7"]
     _assert_node_error(comfy, graph, "6", "ValueError", repr(prefix))
     assert not list(comfy.output_dir.parent.parent.glob("evil*")) and not list(comfy.output_dir.parent.glob("evil*"))
+
+
+def test_projector_of_another_kind_is_a_node_error(comfy, require, object_info):
+    """A wide-panorama projector fed to the 360-only depth renderer: a ValueError naming both kinds."""
+    require("SyncCanvasWidePanorama", "SyncCanvasRenderDepth")
+    graph = fill_widget_defaults({
+        "1": {"class_type": "SyncCanvasWidePanorama", "inputs": {
+            "width": CANVAS_W, "height": CANVAS_H, "window": WINDOW, "stride": STRIDE, "wrap": False}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 64, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "SyncCanvasRenderDepth", "inputs": {"projector": ["1", 0], "depth": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sync/badkind"}},
+    }, object_info)
+    _assert_node_error(comfy, graph, "3", "ValueError", "360 panorama")
