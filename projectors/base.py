@@ -7,12 +7,15 @@ A projector maps a canonical tensor ``z`` of shape ``[C, *canonical_shape]`` to 
 * ``weight[i, p, t]`` its interpolation weight (``[N, h*w, T]``, >= 0; padding taps have weight 0)
 * ``pixel_weight[i, p]`` W_i: how much view pixel p is trusted when fusing (``[N, h*w]``, >= 0; 0 on
   background; e.g. cos(view ray, normal)^k for meshes)
+* ``view_sign[i]`` (optional, ``[N]`` of +-1): a per-view value sign, ``w_i = s_i F_i z``, for sign-flipping
+  views (anagram colour negation) that non-negative weights cannot express
 
 Everything per step is a gather (``project``) or a scatter-add (``adjoint``/``unproject``): no geometry
-is recomputed per step. ``aggregate`` is the least-squares fuse A({w_i}) of DESIGN.md: for 1-to-1 and
-1-to-n maps (every pixel reads one texel with weight 1) the closed form value/weight *is* the
-least-squares solution; for n-to-1 maps (multiplane images, splats) it is solved by conjugate
-gradients on the normal equations, warm-started from the previous canonical value.
+is recomputed per step; the closed-form fuse touches only the texels the selected views read.
+``aggregate`` is the least-squares fuse A({w_i}) of DESIGN.md: for 1-to-1 and 1-to-n maps (every pixel reads one texel with weight 1) the closed form value/weight *is* the
+least-squares solution; for n-to-1 maps (multiplane images, splats, bilinear 360 taps) it is solved by
+Jacobi-preconditioned conjugate gradients on the normal equations, warm-started from the previous
+canonical value.
 """
 
 from __future__ import annotations
