@@ -12,8 +12,8 @@ A projector maps a canonical tensor ``z`` of shape ``[C, *canonical_shape]`` to 
 
 Everything per step is a gather (``project``) or a scatter-add (``adjoint``/``unproject``): no geometry
 is recomputed per step; the closed-form fuse touches only the texels the selected views read.
-``aggregate`` is the least-squares fuse A({w_i}) of DESIGN.md: for 1-to-1 and 1-to-n maps (every pixel reads one texel with weight 1) the closed form value/weight *is* the
-least-squares solution; for n-to-1 maps (multiplane images, splats, bilinear 360 taps) it is solved by
+``aggregate`` is the least-squares fuse A({w_i}) of DESIGN.md: for 1-to-1 and 1-to-n maps (every pixel
+reads one texel with weight 1) the closed form value/weight *is* the least-squares solution; for n-to-1 maps (multiplane images, splats, bilinear 360 taps) it is solved by
 Jacobi-preconditioned conjugate gradients on the normal equations, warm-started from the previous
 canonical value.
 """
