@@ -166,7 +166,14 @@ class EquirectProjector(Projector):
             overlap = self.overlap_matrix()
             rig = self._rig_groups
             if rig is not None and all(not overlap[i, j] for g in rig for i in g for j in g if i != j):
-                self._groups = [list(g) for g in rig]
+                groups = [list(g) for g in rig]
+                for v in range(sum(map(len, rig)), self.n_views):  # pole views join the first group they fit
+                    fit = next((g for g in groups if not any(bool(overlap[v, u]) for u in g)), None)
+                    if fit is None:
+                        groups.append([v])
+                    else:
+                        fit.append(v)
+                self._groups = groups
             else:
                 if rig is not None:
                     self.group_note = "rig groups share border texels on this canvas; using greedy groups"

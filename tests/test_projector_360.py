@@ -201,6 +201,13 @@ def test_paper_latent_canvas_is_reachable():
     assert proj.coverage_fraction() < 0.01  # super-sampled: sparse scatter, Voronoi fill afterwards
 
 
+def test_stochsync_rig_with_pole_views_keeps_its_groups():
+    proj = EquirectProjector(32, rig="stochsync", pole_views=True, canvas_hw=(60, 120))
+    assert proj.view_groups() == [[0, 1, 2, 3, 4, 10, 11], [5, 6, 7, 8, 9]]
+    for group in proj.view_groups():
+        assert int(sum(proj.coverage([i]).long() for i in group).max()) == 1
+
+
 def test_pole_views_cover_the_poles():
     plain = EquirectProjector(32)
     poles = EquirectProjector(32, pole_views=True)
