@@ -1,7 +1,7 @@
 """Synchronization overhead vs model time: SyncTweedies cases and StochSync over a full-size SD1.5 UNet.
 
-Setup (issue 2): diffusers' ``UNet2DConditionModel()`` (its default config is SD1.5's architecture, 860 M
-parameters) with random weights, 8 views of 64x64 latents (512x512 px) cropped from a 64 x 288 latent
+Setup (issue 2): diffusers' ``UNet2DConditionModel`` in SD1.5's configuration (the default config with
+``cross_attention_dim=768``, 860 M parameters) with random weights, 8 views of 64x64 latents (512x512 px) cropped from a 64 x 288 latent
 panorama (stride 32), one model call per step for all 8 views (no CFG: with CFG the model time doubles
 and the ratio halves). Per step it measures, in the same run:
 
@@ -45,7 +45,8 @@ class TimedUNet:
         from diffusers import UNet2DConditionModel
 
         torch.manual_seed(0)
-        self.unet = UNet2DConditionModel().to(device=device, dtype=dtype).eval()
+        self.unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768).to(device=device, dtype=dtype).eval()
+        self.n_parameters = sum(p.numel() for p in self.unet.parameters())
         self.context = torch.randn(views, 77, 768, device=device, dtype=dtype)
         self.ms = DiscreteEpsSampling()
         self.device, self.dtype = device, dtype
@@ -127,7 +128,8 @@ def main() -> None:
     model_per_step = unet.seconds / len(per)
     sync_per_step = (total - unet.seconds) / len(per)
 
-    print(f"\nSD1.5-architecture UNet (random weights, {args.dtype}), 8 views x 64x64, case 2, {len(per)} steps:")
+    print(f"\nSD1.5-architecture UNet ({unet.n_parameters / 1e6:.0f} M random weights, {args.dtype}), 8 views x 64x64, "
+          f"case 2, eta 0.5, {len(per)} steps:")
     print(f"  model calls        {model_per_step * 1e3:10.1f} ms/step   ({unet.calls} calls of 8 views)")
     print(f"  sync work (same run){sync_per_step * 1e3:9.1f} ms/step   ratio {100 * sync_per_step / model_per_step:6.2f} %")
     print("\nsync work alone (zero-cost denoiser, eta 0.5; stochsync per outer step with K = 8 inner steps):")
