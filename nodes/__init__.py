@@ -19,6 +19,7 @@ NODE_MODULES: tuple[str, ...] = (
     "sampler_nodes",
     "save_nodes",
     "cross_view_attention",
+    "mesh",
 )
 
 
