@@ -82,7 +82,7 @@ class SyncCanvasLoadMesh(io.ComfyNode):
             ],
             outputs=[
                 SyncMesh.Output("sync_mesh", tooltip="The mesh for SyncCanvas camera rigs and projectors."),
-                io.Mesh.Output("mesh", tooltip="ComfyUI's MESH (geometry only), for core 3D nodes such as SaveGLB."),
+                io.Mesh.Output("comfy_mesh", tooltip="ComfyUI's MESH (geometry only), for core 3D nodes such as SaveGLB."),
             ],
         )
 
@@ -244,7 +244,7 @@ class SyncCanvasMeshTurntable(io.ComfyNode):
                 io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0),
                 io.Float.Input("background", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Grey level behind the mesh."),
             ],
-            outputs=[io.Image.Output("frames")],
+            outputs=[io.Image.Output("images", tooltip="One image per frame.")],
         )
 
     @classmethod

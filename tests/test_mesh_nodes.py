@@ -53,6 +53,16 @@ def _projector(folders, view_size=64, texture_size=64, rig="paper"):
     return SyncCanvasMeshProjector.execute(sync_mesh, cams, view_size, texture_size, 1.5, 3.0, "nearest", "torch").args[0], comfy_mesh
 
 
+def test_every_mesh_node_schema_validates(tiny):
+    from sync_canvas.nodes import collect_nodes
+    from sync_canvas.nodes.mesh import NODES
+
+    for node in NODES:
+        info = node.GET_NODE_INFO_V1()  # runs ComfyUI's schema validation
+        assert info["name"] == node.__name__ and info["category"].startswith("Sync Canvas")
+    assert set(NODES) <= set(collect_nodes())
+
+
 def test_load_mesh_lists_input_files_and_refuses_paths_outside(folders):
     from sync_canvas.nodes.mesh import SyncCanvasLoadMesh
 
