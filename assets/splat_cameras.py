@@ -34,6 +34,7 @@ class SplatCameras:
     Ks: torch.Tensor
     width: int
     height: int
+    up: str = "z"  # the scene's up axis the orbit was built around (turntables reuse it)
 
     def __post_init__(self) -> None:
         n = self.viewmats.shape[0]
@@ -52,11 +53,11 @@ class SplatCameras:
             raise ValueError(f"rescale factor {factor!r} must be a positive integer dividing {self.width}x{self.height}")
         ks = self.Ks.clone()
         ks[:, :2] /= factor  # fx, fy, cx, cy scale; half-integer pixel centres stay consistent
-        return SplatCameras(self.viewmats.clone(), ks, self.width // factor, self.height // factor)
+        return SplatCameras(self.viewmats.clone(), ks, self.width // factor, self.height // factor, self.up)
 
     def select(self, ids) -> "SplatCameras":
         ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
-        return SplatCameras(self.viewmats[ids], self.Ks[ids], self.width, self.height)
+        return SplatCameras(self.viewmats[ids], self.Ks[ids], self.width, self.height, self.up)
 
     def positions(self) -> torch.Tensor:
         """``[N, 3]`` camera centres in world coordinates."""
@@ -103,7 +104,8 @@ def orbit_cameras(
     to_orbit[:3, 3] = -_UP_TO_Y[up] @ np.asarray(centre, dtype=np.float64)
     mats = [_OPENGL_TO_OPENCV @ Camera(az, el, distance, fov_deg).world_to_camera() @ to_orbit for az, el in views]
     k = intrinsics(fov_deg, width, height)
-    return SplatCameras(torch.tensor(np.stack(mats), dtype=torch.float32), k.expand(len(mats), 3, 3).clone(), width, height)
+    return SplatCameras(torch.tensor(np.stack(mats), dtype=torch.float32), k.expand(len(mats), 3, 3).clone(), width,
+                        height, up)
 
 
 def spiral_views(n_views: int, elevation_range: tuple[float, float] = (-10.0, 50.0)) -> list[tuple[float, float]]:

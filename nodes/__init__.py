@@ -20,6 +20,7 @@ NODE_MODULES: tuple[str, ...] = (
     "save_nodes",
     "cross_view_attention",
     "mesh",
+    "splat",
 )
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from ..assets.splat_cameras import SplatCameras
+from ..assets.cameras import fit_distance
+from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
 from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups
-from .splat_render import CompositingWeights, composite, compositing_weights
+from .splat_render import CompositingWeights, composite, compositing_weights, render
 
 
 class SplatProjector(Projector):
@@ -204,6 +205,23 @@ class SplatProjector(Projector):
         if self._groups is None:
             self._groups = greedy_disjoint_groups(self.overlap_matrix().cpu())
         return self._groups
+
+    def fit_colors(self, views: torch.Tensor, iterations: int = 100) -> torch.Tensor:
+        """Colours ``[C, G]`` that best explain the view images ``[N, C, H, W]``; unseen splats filled."""
+        return self.fill(self.aggregate(views, iterations=iterations))
+
+    def turntable(self, colors: torch.Tensor, frames: int = 24, size: int = 512, elevation: float = 15.0,
+                  fov_deg: float = 50.0, background: float = 1.0) -> torch.Tensor:
+        """Renders ``[frames, C, size, size]`` of colours ``[C, G]`` turning once around the scene."""
+        if frames < 1 or size < 1:
+            raise ValueError(f"frames and size must be >= 1, got {frames} and {size}")
+        means, quats, log_scales, opacities = self.geometry
+        centre, radius = scene_frame(means, opacities)
+        distance = fit_distance(torch.tensor([[radius, 0.0, 0.0]]).numpy(), fov_deg)
+        views = [(360.0 * k / frames, elevation) for k in range(frames)]
+        cams = orbit_cameras(views, centre, distance, fov_deg, size, size, self.cameras.up)
+        image, alpha, _ = render(means, quats, log_scales, opacities, colors.detach().float().cpu(), cams)
+        return image + (1 - alpha) * background
 
     # ----------------------------------------------------------------------------------------------
     def rescaled(self, factor: int) -> "SplatProjector":
