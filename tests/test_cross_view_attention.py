@@ -231,3 +231,11 @@ def test_with_views_sets_the_layout_without_touching_the_callers_dicts():
     assert views["view_ids"].tolist() == [2, 0] and views["n_views"] == 4
     assert out["model_options"]["transformer_options"]["other"] == 1 and out["seed"] == 3
     assert "sync_canvas_views" not in shared["transformer_options"]
+
+
+def test_the_360_rig_overlap_is_syncmvds_ring():
+    """SyncTweedies' 360 rig (8 views, fov 72, 45 deg apart): "overlap" neighbours are exactly SyncMVD's i-1, i+1."""
+    from sync_canvas.projectors import EquirectProjector
+
+    rig = EquirectProjector(64, None, 0.0, 72.0, (128, 256), "synctweedies", False, "nearest")
+    assert torch.equal(check_neighbours(rig.overlap_matrix()), ring_neighbours(8))

@@ -79,7 +79,10 @@ def panorama360_stochsync() -> list[Node]:
     return _loaders("a cozy living room with a fireplace, bookshelves and large windows, 360 view") + [
         Node(4, "SyncCanvas360Panorama", {"rig": "stochsync", "view_size": 512, "fov": 72.0, "pitch": 0.0,
                                           "pole_views": False, "width": 2048, "interpolation": "nearest"}),
-        _sampler(5, link(2), link(3), link(4), steps=25, cfg=7.5, mode="stochsync", eta=1.0),
+        # Off (weight 0): StochSync denoises groups of non-overlapping views, so no neighbour is ever in the call.
+        Node(8, "SyncCanvasCrossViewAttention", {"model": link(1), "projector": link(4), "weight": 0.0},
+             "Cross-view attention (off; StochSync groups share no neighbours)"),
+        _sampler(5, link(2), link(3), link(4), steps=25, cfg=7.5, mode="stochsync", eta=1.0, model=link(8)),
         Node(6, "SyncCanvasSaveImage", {"images": link(5, 1), "filename_prefix": "SyncCanvas/panorama360_stochsync", "projection": "equirectangular"}),
         Node(7, "SaveImage", {"images": link(5, 2), "filename_prefix": "SyncCanvas/panorama360_stochsync_views"}),
     ]
@@ -94,7 +97,11 @@ def panorama360_depth() -> list[Node]:
         Node(7, "ControlNetLoader", {"control_net_name": DEPTH_CONTROLNET}),
         Node(8, "ControlNetApplyAdvanced", {"positive": link(2), "negative": link(3), "control_net": link(7),
                                             "image": link(6), "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}),
-        _sampler(9, link(8, 0), link(8, 1), link(4), steps=30, cfg=25.0, mode="case_2"),
+        # SyncTweedies A1.2 uses SyncMVD's modified self-attention for 360 panoramas: neighbours + front view.
+        Node(12, "SyncCanvasCrossViewAttention", {"model": link(1), "projector": link(4), "neighbours": "overlap",
+                                                  "weight": 1.0, "reference_view": 0, "reference_end": 0.2},
+             "Cross-view attention (SyncMVD)"),
+        _sampler(9, link(8, 0), link(8, 1), link(4), steps=30, cfg=25.0, mode="case_2", model=link(12)),
         Node(10, "SyncCanvasSaveImage", {"images": link(9, 1), "filename_prefix": "SyncCanvas/panorama360_depth", "projection": "equirectangular"}),
         Node(11, "SaveImage", {"images": link(9, 2), "filename_prefix": "SyncCanvas/panorama360_depth_views"}),
     ]
