@@ -14,7 +14,7 @@ import torch
 import comfy.ldm.modules.attention as comfy_attention
 from comfy_api.latest import io
 
-from ..samplers.cross_view_attention import ring_neighbours
+from ..samplers.cross_view_attention import ring_neighbours, shared_elements, strongest_neighbours
 from ..samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings
 from .common import CATEGORY, projector_input
 
@@ -53,9 +53,9 @@ def attn1_keys(diffusion_model, blocks=BLOCKS) -> list[tuple[str, int, int]]:
     return found
 
 
-def neighbour_table(projector, mode: str) -> torch.Tensor:
+def neighbour_table(projector, mode: str, max_neighbours: int = 0) -> torch.Tensor:
     if mode == "overlap":
-        return projector.overlap_matrix().cpu()
+        return strongest_neighbours(shared_elements(projector), max_neighbours)
     if mode == "ring":
         return ring_neighbours(projector.n_views)
     if mode == "none":
@@ -63,8 +63,8 @@ def neighbour_table(projector, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown neighbours mode {mode!r}; expected one of {', '.join(NEIGHBOURS)}")
 
 
-def patch_model(model, projector, *, neighbours="overlap", weight=1.0, reference_view=0, reference_weight=1.0,
-                reference_end=0.2, start=0.0, end=1.0, blocks=BLOCKS):
+def patch_model(model, projector, *, neighbours="overlap", max_neighbours=2, weight=1.0, reference_view=0,
+                reference_weight=1.0, reference_end=0.2, start=0.0, end=1.0, blocks=BLOCKS):
     """A clone of ``model`` (ModelPatcher) with cross-view attention on the chosen blocks' ``attn1``."""
     if not 0.0 <= start <= end <= 1.0:
         raise ValueError(f"need 0 <= start <= end <= 1, got start={start}, end={end}")
@@ -81,7 +81,7 @@ def patch_model(model, projector, *, neighbours="overlap", weight=1.0, reference
         return patched
     sampling = patched.get_model_object("model_sampling")
     settings = CrossViewSettings(
-        neighbour_table(projector, neighbours),
+        neighbour_table(projector, neighbours, max_neighbours),
         weight=weight,
         ref_view=None if reference_view < 0 else reference_view,
         ref_weight=reference_weight,
@@ -116,6 +116,9 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
                 io.Combo.Input("neighbours", options=list(NEIGHBOURS), default="overlap",
                                tooltip="overlap: views sharing canvas pixels (projector); ring: SyncMVD's i-1, i+1 "
                                        "in view order; none: reference view only."),
+                io.Int.Input("max_neighbours", default=2, min=0, max=64,
+                             tooltip="overlap mode: keep each view's k most-overlapping views (SyncMVD: 2); "
+                                     "0 = every overlapping view. Memory and time grow with k + 1."),
                 io.Float.Input("weight", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="Blend into the model's own self-attention; 0 = off (unchanged model), "
                                        "1 = SyncMVD."),
@@ -140,11 +143,11 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, projector, neighbours, weight, reference_view, reference_weight, reference_end,
-                start, end, input_blocks=True, middle_block=True, output_blocks=True) -> io.NodeOutput:
+    def execute(cls, model, projector, neighbours, max_neighbours, weight, reference_view, reference_weight,
+                reference_end, start, end, input_blocks=True, middle_block=True, output_blocks=True) -> io.NodeOutput:
         blocks = tuple(b for b, on in zip(BLOCKS, (input_blocks, middle_block, output_blocks)) if on)
         return io.NodeOutput(patch_model(
-            model, projector, neighbours=neighbours, weight=weight, reference_view=reference_view,
+            model, projector, neighbours=neighbours, max_neighbours=max_neighbours, weight=weight, reference_view=reference_view,
             reference_weight=reference_weight, reference_end=reference_end, start=start, end=end, blocks=blocks,
         ))
 

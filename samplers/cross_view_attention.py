@@ -57,6 +57,35 @@ def ring_neighbours(n_views: int) -> torch.Tensor:
     return adj
 
 
+def shared_elements(projector) -> torch.Tensor:
+    """Float ``[N, N]``: how many canonical elements views i and j both read (``Projector.coverage``)."""
+    masks = torch.stack([projector.coverage([i]).reshape(-1) for i in range(projector.n_views)]).float()
+    return (masks @ masks.T).cpu()
+
+
+def strongest_neighbours(shared: torch.Tensor, max_neighbours: int) -> torch.Tensor:
+    """Bool ``[N, N]``: each view's ``max_neighbours`` views sharing the most canonical elements (> 0).
+
+    shared: ``[N, N]`` counts (``shared_elements``); ties go to the lower view id; 0 keeps every
+    overlapping view. SyncMVD's rig has 2 per view (i-1, i+1); on SyncTweedies' 360 rig this gives
+    exactly that ring. Not symmetric in general (a top camera may pick the front view, not vice versa).
+    """
+    shared = torch.as_tensor(shared, dtype=torch.float64).clone()
+    if shared.ndim != 2 or shared.shape[0] != shared.shape[1]:
+        raise ValueError(f"shared must be a square [N, N] table, got shape {tuple(shared.shape)}")
+    if max_neighbours < 0:
+        raise ValueError(f"max_neighbours must be >= 0, got {max_neighbours}")
+    shared.fill_diagonal_(0)
+    overlapping = shared > 0
+    if max_neighbours == 0 or max_neighbours >= shared.shape[0] - 1:
+        return overlapping
+    # stable descending sort: equal counts keep increasing view id
+    order = torch.sort(-shared, dim=1, stable=True).indices[:, :max_neighbours]
+    keep = torch.zeros_like(overlapping)
+    keep.scatter_(1, order, True)
+    return keep & overlapping
+
+
 def check_neighbours(neighbours: torch.Tensor) -> torch.Tensor:
     """Validates a neighbour table; returns it as bool ``[N, N]`` on the CPU with a False diagonal.
 

@@ -9,6 +9,8 @@ from sync_canvas.samplers.cross_view_attention import (
     key_views,
     plain_attention,
     ring_neighbours,
+    shared_elements,
+    strongest_neighbours,
 )
 from sync_canvas.samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings, with_views
 
@@ -239,3 +241,19 @@ def test_the_360_rig_overlap_is_syncmvds_ring():
 
     rig = EquirectProjector(64, None, 0.0, 72.0, (128, 256), "synctweedies", False, "nearest")
     assert torch.equal(check_neighbours(rig.overlap_matrix()), ring_neighbours(8))
+    assert torch.equal(strongest_neighbours(shared_elements(rig), 2), ring_neighbours(8))
+    assert torch.equal(strongest_neighbours(shared_elements(rig), 0), ring_neighbours(8))
+
+
+def test_strongest_neighbours_keeps_the_largest_overlaps():
+    shared = torch.tensor([[9, 5, 1, 0],
+                           [5, 9, 5, 2],
+                           [1, 5, 9, 2],
+                           [0, 2, 2, 9]])
+    one = strongest_neighbours(shared, 1)
+    assert one.nonzero().tolist() == [[0, 1], [1, 0], [2, 1], [3, 1]]     # tie 1-vs-2 for view 3: lower id
+    assert not one[1, 2]                                                  # not symmetric
+    every = strongest_neighbours(shared, 0)
+    assert every.sum(1).tolist() == [2, 3, 3, 2] and not every.diagonal().any()
+    with pytest.raises(ValueError, match="max_neighbours"):
+        strongest_neighbours(shared, -1)

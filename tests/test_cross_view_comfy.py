@@ -128,13 +128,15 @@ def test_weight_zero_and_one_view_equal_the_unpatched_model_bit_for_bit(unet, pr
 
 
 class TableProjector:
-    """Stands in for a projector whose overlap graph is two pairs, {0,1} and {2,3}: the node only reads these."""
+    """Stands in for a projector whose views overlap in two pairs, {0,1} and {2,3} (the node reads only this)."""
 
     n_views = N_VIEWS
+    reads = [[0, 1], [1, 2], [3, 4], [4, 5]]       # canonical elements each view reads
 
-    def overlap_matrix(self):
-        pair = torch.ones(2, 2, dtype=torch.bool)
-        return torch.block_diag(pair, pair)
+    def coverage(self, views):
+        mask = torch.zeros(6, dtype=torch.bool)
+        mask[self.reads[views[0]]] = True
+        return mask
 
 
 def test_view_output_changes_with_neighbours_only(unet, patch_model):
