@@ -74,18 +74,23 @@ class CrossViewAttentionPatch:
     q, k, v: [B, T, H*D] after the block's to_q/to_k/to_v; returns [B, T, H*D] before to_out.
     The reference view's keys/values are cached per (block, cond/uncond chunk) at the current sigma,
     so a later chunk of the *same step* that lacks the reference view still attends to it; put the
-    reference view in the first chunk of each step. A stale cache (other sigma) is never used.
+    reference view in the first chunk of each step. The cache lives only while consecutive calls share
+    one sigma, so it never leaks into another step or another sampling run.
     """
 
     settings: CrossViewSettings
     attention: Callable = None
     _ref_cache: dict = field(default_factory=dict, repr=False)
+    _cache_sigma: float | None = field(default=None, repr=False)
 
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
         s = self.settings
         attention = self._bound_attention(extra_options)
         sigma = _current_sigma(extra_options)
+        if sigma != self._cache_sigma:     # a new step (or a new run): the reference cache is stale
+            self._ref_cache.clear()
+            self._cache_sigma = sigma
         layout = self._layout(q.shape[0], extra_options)
         if s.weight == 0 or layout is None or sigma is None or not s.sigma_end <= sigma <= s.sigma_start:
             return attention(q, k, v, heads)
@@ -155,7 +160,7 @@ class CrossViewAttentionPatch:
                 self._ref_cache[(block, key)] = (sigma, present[0][c], present[1][c])
             return None
         cached = [self._ref_cache.get((block, key)) for key in chunk_keys]
-        if any(e is None or e[0] != sigma or e[1].shape != k.shape[1:] for e in cached):
+        if any(e is None or e[1].shape != k.shape[1:] for e in cached):
             return None
         return torch.stack([e[1] for e in cached]), torch.stack([e[2] for e in cached])
 

@@ -206,6 +206,8 @@ def test_patch_caches_the_reference_for_later_chunks_of_the_same_step_only():
     torch.testing.assert_close(torch.cat([first, second]), full, rtol=1e-6, atol=1e-7)
     stale = patch(q[2:], k[2:], v[2:], options([2, 3], sigma=1.0))     # next step: the cache is not reused
     assert torch.equal(stale, plain_attention(q[2:], k[2:], v[2:], HEADS))
+    again = patch(q[2:], k[2:], v[2:], options([2, 3], sigma=2.0))     # a new run at the old sigma: still not
+    assert torch.equal(again, plain_attention(q[2:], k[2:], v[2:], HEADS))
 
 
 def test_patch_reference_only_inside_its_sigma_range():
