@@ -54,13 +54,13 @@ class SyncCanvasLoadSplat(io.ComfyNode):
             display_name="SyncCanvas Load Gaussian Splat",
             category=SPLAT_CATEGORY,
             description="Loads a 3D Gaussian splat scene (standard 3DGS .ply: positions, SH colours, opacity, scales, rotations) from the input folder.",
-            inputs=[io.Combo.Input("splat", options=input_splat_files(), tooltip="3DGS .ply in ComfyUI's input folder.")],
+            inputs=[io.Combo.Input("splat_file", options=input_splat_files(), tooltip="3DGS .ply in ComfyUI's input folder.")],
             outputs=[SyncSplat.Output("splat")],
         )
 
     @classmethod
-    def execute(cls, splat) -> io.NodeOutput:
-        return io.NodeOutput(read_splat_ply(resolve_input_splat(splat)))
+    def execute(cls, splat_file) -> io.NodeOutput:
+        return io.NodeOutput(read_splat_ply(resolve_input_splat(splat_file)))
 
 
 class SyncCanvasSplatOrbit(io.ComfyNode):
@@ -153,7 +153,7 @@ class SyncCanvasSplatTurntable(io.ComfyNode):
                 io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0),
                 io.Float.Input("background", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Grey level behind the scene."),
             ],
-            outputs=[io.Image.Output("frames")],
+            outputs=[io.Image.Output("turntable", tooltip="One image per frame.")],
         )
 
     @classmethod

@@ -225,9 +225,15 @@ class SplatProjector(Projector):
 
     # ----------------------------------------------------------------------------------------------
     def rescaled(self, factor: int) -> "SplatProjector":
-        """Same scene and cameras at ``H/factor x W/factor`` (e.g. 512 RGB -> 64 latent with factor 8)."""
-        return SplatProjector(*self.geometry, self.cameras.rescaled(factor), self.min_visibility,
-                              self.overlap_tolerance).to(self.device)
+        """Same scene and cameras at ``H/factor x W/factor`` (e.g. 512 RGB -> 64 latent with factor 8).
+
+        Cached per factor: several nodes ask for the latent twin and each build rasterises every view.
+        """
+        cache = self.__dict__.setdefault("_rescaled_cache", {})
+        if factor not in cache:
+            cache[factor] = SplatProjector(*self.geometry, self.cameras.rescaled(factor), self.min_visibility,
+                                           self.overlap_tolerance)
+        return cache[factor].to(self.device)
 
     def alpha_maps(self) -> torch.Tensor:
         """``[N, 1, H, W]`` accumulated opacity of each view."""

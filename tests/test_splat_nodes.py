@@ -53,6 +53,13 @@ def _projector(views=4, size=64):
     return splat, SyncCanvasSplatProjector.execute(splat, cams).args[0]
 
 
+def test_every_splat_schema_validates(tiny):
+    from sync_canvas.nodes.splat import NODES
+
+    for node in NODES:
+        node.GET_SCHEMA()  # ComfyUI's own validation (unique ids, ...)
+
+
 def test_load_lists_input_plys_and_refuses_paths_outside(folders):
     from sync_canvas.nodes.splat import SyncCanvasLoadSplat, input_splat_files
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Writes the Gaussian-splat example workflow (UI X.json + API X_api.json, via build_workflows.py's
+machinery) and the small procedural scene it loads (``inputs/splat_snowman.ply``; copy it into ComfyUI's
+``input`` folder).
+
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/splat_workflows.py [--check]
+
+splat_recolour: SyncTweedies Sec. 5.3 - keep a 3DGS scene's geometry and generate new colours from a
+prompt: 50 views on an orbit (paper), 512 px views (64x64 latents), depth ControlNet on the splat's
+depth renders, Case 2, 30 DDIM steps, CFG 7.5. The synchronized canvas latent is rendered into latent
+views, decoded, and the splat colours are fitted to the decoded views in RGB (paper A1.4: the fit is
+done in RGB) and saved as a new .ply next to a turntable. It uses SamplerCustomAdvanced with the
+SyncCanvas SAMPLER because the SyncCanvas KSampler cannot yet show a splat canvas as its canonical IMAGE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import build_workflows as bw  # noqa: E402
+from build_workflows import Node, link  # noqa: E402
+
+SCENE = "splat_snowman.ply"
+SCENE_SPLATS = 6000
+
+
+def splat_recolour() -> list[Node]:
+    return bw._loaders("a snowman carved from white marble with a red scarf, studio lighting, highly detailed") + [
+        Node(4, "SyncCanvasLoadSplat", {"splat_file": SCENE}),
+        Node(5, "SyncCanvasSplatOrbit", {"splat": link(4), "views": 50, "view_size": 512, "fov": 50.0, "up": "z",
+                                         "elevation_min": -10.0, "elevation_max": 50.0, "margin": 1.1}),
+        Node(6, "SyncCanvasSplatProjector", {"splat": link(4), "cameras": link(5)}),
+        Node(7, "SyncCanvasSplatDepth", {"projector": link(6)}),
+        Node(8, "ControlNetLoader", {"control_net_name": bw.DEPTH_CONTROLNET}),
+        Node(9, "ControlNetApplyAdvanced", {"positive": link(2), "negative": link(3), "control_net": link(8),
+                                            "image": link(7), "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}),
+        Node(10, "SyncCanvasEmptyLatent", {"projector": link(6), "channels": 4}),
+        Node(11, "SyncCanvasSamplerSelect", {"projector": link(6), "mode": "case_2", "eta": 0.0, "max_views_per_batch": 10}),
+        Node(12, "CFGGuider", {"model": link(1), "positive": link(9, 0), "negative": link(9, 1), "cfg": 7.5}),
+        Node(13, "BasicScheduler", {"model": link(1), "scheduler": "ddim_uniform", "steps": 30, "denoise": 1.0}),
+        Node(14, "RandomNoise", {"noise_seed": 0}),
+        Node(15, "SamplerCustomAdvanced", {"noise": link(14), "guider": link(12), "sampler": link(11),
+                                           "sigmas": link(13), "latent_image": link(10)}),
+        Node(16, "SyncCanvasProjectLatent", {"projector": link(6), "latent": link(15, 0)}),
+        Node(17, "VAEDecode", {"samples": link(16), "vae": link(1, 2)}),
+        Node(18, "SyncCanvasSaveSplat", {"projector": link(6), "splat": link(4), "views": link(17),
+                                         "filename_prefix": "SyncCanvas/splat_recolour", "keep_higher_sh": False}),
+        Node(19, "SaveImage", {"images": link(18), "filename_prefix": "SyncCanvas/splat_recolour_views"}),
+        Node(20, "SyncCanvasSplatTurntable", {"projector": link(6), "splat": link(4), "views": link(17), "frames": 24,
+                                              "size": 512, "elevation": 15.0, "background": 1.0}),
+        Node(21, "SaveImage", {"images": link(20), "filename_prefix": "SyncCanvas/splat_recolour_turntable"}),
+    ]
+
+
+WORKFLOWS = {"splat_recolour": splat_recolour}
+
+
+def scene_ply() -> bytes:
+    """The procedural two-sphere scene, z up, as 3DGS PLY bytes (deterministic)."""
+    import torch
+
+    if "sync_canvas" not in sys.modules:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("sync_canvas", bw.PACK_ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(bw.PACK_ROOT)])
+        pack = importlib.util.module_from_spec(spec)
+        sys.modules["sync_canvas"] = pack
+        spec.loader.exec_module(pack)
+    from sync_canvas.assets.splat_ply import write_splat_ply
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        return write_splat_ply(procedural_splat_scene(SCENE_SPLATS, seed=0), pathlib.Path(tmp) / SCENE).read_bytes()
+
+
+def load_definitions(comfyui_path: str) -> dict[str, dict]:
+    """build_workflows' definitions plus ComfyUI's custom-sampling nodes (comfy_extras, V1 classes)."""
+    definitions = bw.load_definitions(comfyui_path)
+    import comfy_extras.nodes_custom_sampler as custom
+
+    for name, cls in custom.NODE_CLASS_MAPPINGS.items():
+        outputs = list(cls.RETURN_TYPES)
+        definitions[name] = {"input": cls.INPUT_TYPES(), "output": outputs,
+                             "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
+    return definitions
+
+
+def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
+    import json
+
+    files = {}
+    for name, make in WORKFLOWS.items():
+        graph = make()
+        files[HERE / f"{name}.json"] = (json.dumps(bw.to_ui(graph, definitions), indent=2) + "\n").encode()
+        files[HERE / f"{name}_api.json"] = (json.dumps(bw.to_api(graph, definitions), indent=2) + "\n").encode()
+    files[HERE / "inputs" / SCENE] = scene_ply()
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    args = parser.parse_args(argv)
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        print("splat_workflows: set COMFYUI_PATH to a ComfyUI checkout (the node definitions come from it)", file=sys.stderr)
+        return 2
+    files = build_files(load_definitions(comfyui))
+    stale = [path for path, data in files.items() if not path.exists() or path.read_bytes() != data]
+    if args.check:
+        for path in stale:
+            print(f"splat_workflows: {path.relative_to(bw.PACK_ROOT)} is out of date", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[path])
+        print(f"wrote {path.relative_to(bw.PACK_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
