@@ -62,10 +62,10 @@ def test_cfg_through_untrained_coordinator_is_cfg_of_the_average():
     cond, uncond = torch.randn(2, proj.n_views, 2, 8, 8)
     fused = dde_fuse_cfg(coordinator, proj, cond, uncond, 1.0, cfg=7.5)
     torch.testing.assert_close(fused, proj.aggregate(7.5 * cond - 6.5 * uncond), atol=1e-5, rtol=1e-5)
-    # a trained (here: perturbed) coordinator makes the two orders differ: CFG really runs through it
+    # a trained (here: perturbed) coordinator is non-linear, so the two orders differ: CFG really runs through it
     with torch.no_grad():
-        coordinator.out.bias.fill_(0.1)
-        coordinator.out.weight.normal_(0, 0.05)
+        for p in coordinator.parameters():
+            p.add_(0.1 * torch.randn_like(p))
     assert not torch.allclose(dde_fuse_cfg(coordinator, proj, cond, uncond, 1.0, 7.5),
                               dde_fuse(coordinator, proj, 7.5 * cond - 6.5 * uncond, 1.0), atol=1e-3)
 
@@ -135,3 +135,23 @@ def test_window_base_model_is_exact():
     window = WindowGaussianDenoiser(spectrum, IdentityProjector(8, 12), ms)
     exact = GaussianDenoiser(ms, spectrum=spectrum)
     torch.testing.assert_close(window(x, torch.tensor(1.7), torch.tensor([0])), exact(x, torch.tensor(1.7)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_short_cpu_training_beats_averaging_on_held_out_canvases():
+    """~20 s of Adam on procedural canvases; held-out MSE of x0 vs the clean canvas, printed side by side."""
+    from sync_canvas.samplers.dde.training import procedural_spectrum
+
+    ms = DiscreteEpsSampling()
+    proj = WidePanoramaProjector(8, 32, window=8, stride=4)
+    spectrum = procedural_spectrum((8, 32), correlation_length=3.0, global_variance=1.0)
+    config = CoordinatorConfig.tiny(4)
+    coordinator, losses = train_coordinator(proj, spectrum, ms, config, steps=500, batch=16, lr=1e-3, p_mean=0.5, seed=0)
+    report = evaluate_fuse(coordinator, proj, spectrum, ms, sigmas=(0.3, 1.0, 3.0, 10.0), count=64)
+    for sigma, row in report.items():
+        print(f"sigma {sigma:5.1f}: averaging {row['averaging']:.4f}  coordinator {row['coordinator']:.4f}  "
+              f"oracle {row['oracle']:.4f}  ratio {row['coordinator'] / row['averaging']:.3f}")
+    for row in report.values():
+        assert row["coordinator"] <= 1.01 * row["averaging"]
+    assert report[10.0]["coordinator"] < 0.96 * report[10.0]["averaging"]
+    assert report[3.0]["coordinator"] < report[3.0]["averaging"]

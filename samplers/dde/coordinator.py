@@ -45,7 +45,7 @@ class CoordinatorConfig:
 
     @staticmethod
     def tiny(channels: int = 4) -> "CoordinatorConfig":
-        return CoordinatorConfig(channels=channels, hidden=64, depth=3, heads=4)
+        return CoordinatorConfig(channels=channels, patch=4, hidden=64, depth=2, heads=4)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +125,9 @@ class Coordinator(nn.Module):
         self.embed = nn.Linear(config.channels * p * p, d)
         self.noise_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(d, config.heads, config.mlp_ratio) for _ in range(config.depth)])
-        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        # no LayerNorm before the output: the corrections a coordinator must learn are (close to) linear in
+        # the views' x0, and a norm would divide each token's scale away (the DiT final layer has one)
+        self.final_norm = nn.Identity()
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.out = nn.Linear(d, config.channels * p * p)
         for layer in (self.final_ada[-1], self.out):
