@@ -169,7 +169,7 @@ def compositing_weights(
     cameras: SplatCameras,
     max_pairs: int = 1 << 22,
 ) -> CompositingWeights:
-    """Per-view compositing weights of a splat scene (pure torch, CPU or any device).
+    """Per-view compositing weights of a splat scene (pure torch, computed on the CPU; ``.to()`` moves them).
 
     means ``[G, 3]``, quats ``[G, 4]`` (w, x, y, z), log_scales ``[G, 3]``, opacities ``[G]`` in (0, 1).
     ``max_pairs`` bounds the (gaussian, pixel) candidates evaluated at once (memory ~ 100 B each).
@@ -252,9 +252,8 @@ def _render_gsplat(means, quats, log_scales, opacities, colors, cameras):  # pra
     from gsplat import rasterization
 
     dev = means.device
-    feats = torch.cat([colors.T, torch.zeros(colors.shape[1], 0, device=dev)], 1)
     image, alpha, _ = rasterization(
-        means, quats, torch.exp(log_scales), opacities, feats,
+        means, quats, torch.exp(log_scales), opacities, colors.T.contiguous(),
         cameras.viewmats.to(dev), cameras.Ks.to(dev), cameras.width, cameras.height,
         render_mode="RGB+ED", packed=False, eps2d=EWA_BLUR, radius_clip=0.0,
     )

@@ -118,6 +118,8 @@ def test_rescaled_cameras_and_bad_input():
         cams.rescaled(5)
     with pytest.raises(ValueError, match="backend"):
         render(torch.zeros(1, 3), torch.ones(1, 4), torch.zeros(1, 3), torch.ones(1), torch.ones(3, 1), cams, backend="x")
+    with pytest.raises(RuntimeError, match="gsplat"):  # CPU tensors: the CUDA back-end refuses clearly
+        render(torch.zeros(1, 3), torch.ones(1, 4), torch.zeros(1, 3), torch.ones(1), torch.ones(3, 1), cams, backend="gsplat")
     with pytest.raises(ValueError, match="inconsistent"):
         compositing_weights(torch.zeros(2, 3), torch.ones(1, 4), torch.zeros(2, 3), torch.ones(2), cams)
 
