@@ -88,7 +88,7 @@ def latents(n, seed=1):
 CONTEXT = torch.randn(2, 77, 768, generator=torch.Generator().manual_seed(2))
 
 
-def run(model, x, view_ids=None, chunks=(0,), sigma=SIGMA):
+def run(model, x, view_ids=None, chunks=(0,), sigma=SIGMA, **conds):
     """One UNet call the way ``calc_cond_batch`` makes it: chunks of views, merged transformer_options."""
     options = {k: v for k, v in model.model_options.get("transformer_options", {}).items()}
     options["cond_or_uncond"] = list(chunks)
@@ -99,7 +99,7 @@ def run(model, x, view_ids=None, chunks=(0,), sigma=SIGMA):
     context = torch.cat([CONTEXT[c:c + 1].expand(per_chunk, -1, -1) for c in chunks])
     with torch.inference_mode():
         return model.model.apply_model(x, torch.full((x.shape[0],), sigma), c_crossattn=context,
-                                       transformer_options=options)
+                                       transformer_options=options, **conds)
 
 
 def test_patch_reaches_every_self_attention_of_the_unet(unet, projector, patch_model):
@@ -248,3 +248,40 @@ def test_models_without_unet_blocks_are_returned_unchanged_with_a_warning(projec
 def test_bad_node_inputs_raise(unet, projector, patch_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
         patch_model(unet, projector, **kwargs)
+
+
+def test_sdxl_layout_linear_transformers_and_deeper_blocks(comfy, patch_model):
+    """Tiny SDXL-layout UNet (linear in/out projections, two transformer blocks per level, ADM input)."""
+    config = dict(
+        image_size=32, in_channels=4, out_channels=4, model_channels=64, num_res_blocks=[1, 1], channel_mult=[1, 2],
+        transformer_depth=[1, 2], transformer_depth_output=[1, 1, 2, 2], transformer_depth_middle=1,
+        context_dim=768, use_linear_in_transformer=True, use_spatial_transformer=True, legacy=False,
+        adm_in_channels=2816, num_classes="sequential", use_temporal_resblock=False, use_temporal_attention=False,
+        use_checkpoint=False,
+    )
+    model_config = comfy.supported_models.SDXL(config)
+    model_config.set_inference_dtype(torch.float32, None)
+    base = model_config.get_model({})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in base.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    cpu = torch.device("cpu")
+    sdxl = comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
+    from sync_canvas.nodes.cross_view_attention import attn1_keys
+
+    keys = attn1_keys(base.diffusion_model)
+    assert len(keys) == sum(1 for m in base.modules() if type(m).__name__ == "BasicTransformerBlock") == 10
+    assert ("input", 3, 1) in keys                                   # the second block of a depth-2 level
+
+    y = torch.randn(N_VIEWS, 2816, generator=generator)
+    x = latents(N_VIEWS)
+    plain = run(sdxl, x, [0, 1, 2, 3], y=y)
+    assert torch.equal(run(patch_model(sdxl, TableProjector(), weight=0.0), x, [0, 1, 2, 3], y=y), plain)
+    patched = patch_model(sdxl, TableProjector(), reference_view=-1)
+    base_out = run(patched, x, [0, 1, 2, 3], y=y)
+    assert not torch.equal(base_out, plain)
+    for j, changes_view_0 in [(1, True), (2, False)]:
+        x2 = x.clone()
+        x2[j] = latents(1, seed=20 + j)[0]
+        assert (not torch.equal(run(patched, x2, [0, 1, 2, 3], y=y)[0], base_out[0])) == changes_view_0, j
