@@ -4,6 +4,7 @@ from .cameras import Camera, CameraRig, fit_distance, orbit_rig, paper_rig, pars
 from .mesh_data import MeshData, MeshError, normalise_to_unit_box
 from .mesh_io import MESH_EXTENSIONS, export_glb, export_obj, load_mesh, safe_output_path
 from .mesh_uv import unwrap_uvs
+from .splat_ply import SplatFormatError, SplatScene, read_splat_ply, write_splat_ply  # noqa: F401  (splat I/O)
 
 __all__ = [
     "Camera",
