@@ -21,6 +21,7 @@ NODE_MODULES: tuple[str, ...] = (
     "cross_view_attention",
     "mesh",
     "splat",
+    "fuse_rules",
 )
 
 

@@ -143,6 +143,11 @@ def sample_syncdiffusion(
             anchor_x0 = engine.denoise(views[anchor], sigma, anchor)
             grad_denoiser = lambda v, s, i: engine.denoise(v, s, i)  # noqa: E731 (counts and chunks the calls)
             views, x0 = coherence_guidance(grad_denoiser, views, sigma, ids, anchor_x0, loss, weights[k], through_model)
+            if not bool(torch.isfinite(x0).all()):
+                raise ValueError(
+                    f"SyncDiffusion guidance weight {weights[k]:.4g} at step {k} made x0 non-finite with the loss "
+                    f"{loss.name!r}; lower the weight (losses other than LPIPS have other scales, supp. S.4)"
+                )
         else:
             x0 = engine.denoise(views, sigma, ids)
         # MultiDiffusion: each view's DDIM step from its (guided) latent, then the overlap average of x_prev

@@ -1,0 +1,343 @@
+"""Fuse-rule samplers: DDR, DDE and SyncDiffusion, each a KSampler-style node (math in samplers/).
+
+They run through ComfyUI's own stack (CFGGuider + KSAMPLER, previews, Cancel) exactly like the
+SyncCanvas KSampler, reusing its helpers; only the pure sampler function differs:
+
+* DDR  -- samplers/ddr.py          (Savani et al., "Diffusing Differentiable Representations")
+* DDE  -- samplers/dde/fuse.py     (Lifar, Savkin et al., "Diffusion Domain Expansion")
+* SyncDiffusion -- samplers/syncdiffusion.py (Lee et al., NeurIPS 2023)
+
+Each node returns a STRING report saying what actually fused the views (e.g. "averaging (no DDE
+coordinator loaded)") so a fallback is never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import folder_paths
+import latent_preview
+from comfy_api.latest import io
+from comfy_execution.graph_utils import ExecutionBlocker
+
+from ..samplers.dde import AVERAGING, load_coordinator, sample_dde
+from ..samplers.ddr import sample_ddr
+from ..samplers.ddr_representations import CanonicalRepresentation, SirenRepresentation
+from ..samplers.syncdiffusion import sample_syncdiffusion
+from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, statistics_loss
+from .common import CATEGORY, canvas_to_image, latent_projector, projector_input
+from .sampler_nodes import canonical_latent, sync_sigmas
+from .sync_sampling import check_view_conditioning, make_denoiser
+
+log = logging.getLogger(__name__)
+FUSE_CATEGORY = f"{CATEGORY}/fuse rules"
+DDE_FOLDER, PERCEPTUAL_FOLDER = "sync_canvas_dde", "sync_canvas_perceptual"
+NONE = "none"
+for _folder in (DDE_FOLDER, PERCEPTUAL_FOLDER):
+    folder_paths.add_model_folder_path(_folder, os.path.join(folder_paths.models_dir, _folder))
+
+DDECoordinator = io.Custom("DDE_COORDINATOR")
+PerceptualLossType = io.Custom("SYNC_PERCEPTUAL_LOSS")
+
+
+def _files(folder: str) -> list[str]:
+    try:
+        return [NONE] + folder_paths.get_filename_list(folder)
+    except KeyError:
+        return [NONE]
+
+
+# --------------------------------------------------------------------------------------------------
+# the KSAMPLER function shared by the three nodes
+@torch.no_grad()
+def sample_fuse_rule(model, x, sigmas, extra_args=None, callback=None, disable=None, rule="ddr", projector=None,
+                     noise=None, latent_image=None, options=None, result_sink=None):
+    """One canonical latent ``x [1, C, *S]`` -> ``[1, C, *S]`` with ``rule`` in ("ddr", "dde", "syncdiffusion").
+
+    ``options`` go to the pure sampler. Runs outside inference mode so SyncDiffusion's gradient step can
+    take a gradient (on x0 only: ComfyUI's weights are inference tensors, so Eq. 14's gradient through
+    the UNet is not available here).
+    """
+    extra_args = {} if extra_args is None else extra_args
+    options = dict(options or {})
+    base_model = model.inner_model.inner_model
+    ms = base_model.model_sampling
+    with torch.inference_mode(False):
+        projector = projector.to(x.device)
+        sigmas = sigmas.to(x.device).clone()
+        if noise is None:
+            scale = ms.noise_scaling(sigmas[:1], torch.ones_like(x[:1, :1]), torch.zeros_like(x[:1, :1]))
+            noise = x / scale
+        noise = noise.to(x).clone()[0]
+        if latent_image is not None and torch.count_nonzero(latent_image):
+            options["latent_image"] = base_model.process_latent_in(latent_image.to(x)).clone()[0]
+        check = comfy.model_management.throw_exception_if_processing_interrupted
+        denoiser = make_denoiser(model, extra_args, projector.n_views, check)
+        generator = torch.Generator(device=x.device).manual_seed(int(extra_args.get("seed", 0) or 0))
+
+        def report(step, total, canonical):
+            if callback is not None and canonical is not None and canonical.dim() == 3:
+                c = canonical.unsqueeze(0)
+                callback({"i": min(step, len(sigmas) - 2), "x": c, "denoised": c, "sigma": sigmas[0], "sigma_hat": sigmas[0]})
+
+        common = dict(generator=generator, callback=report, check_cancel=check)
+        if rule == "ddr":
+            kind = options.pop("representation")
+            channels = noise.shape[0]
+            if kind == "siren":
+                rep = SirenRepresentation(projector, channels, adam_steps=options.pop("adam_steps"), adam_lr=options.pop("adam_lr"))
+            else:
+                options.pop("adam_steps"), options.pop("adam_lr")
+                rep = CanonicalRepresentation(projector, channels, dtype=noise.dtype)
+            options.pop("latent_image", None)  # DDR starts from theta = 0 (Algorithm 1)
+            result = sample_ddr(denoiser, rep, sigmas, ms, noise=noise, **options, **common)
+            text = f"DDR ({kind} representation, eta {options['eta']}, {len(result.schedule)} schedule entries, {result.model_evals} view evaluations)"
+        elif rule == "dde":
+            result = sample_dde(denoiser, projector, sigmas, noise, ms, **options, **common)
+            text = f"DDE: views fused by {result.fuse_rule}"
+        else:
+            loss = options.pop("loss") or latent_rgb_statistics_loss(base_model)
+            result = sample_syncdiffusion(denoiser, projector, sigmas, noise, ms, loss=loss, through_model=False, **options, **common)
+            text = f"SyncDiffusion (gradient step on x0; loss: {result.loss_name}; {result.model_evals} view evaluations)"
+        if result_sink is not None:
+            result_sink["report"] = text
+        return result.canonical.unsqueeze(0).to(x).clone()
+
+
+def latent_rgb_statistics_loss(base_model) -> PerceptualLoss:
+    """Weight-free statistics loss on approximate RGB: the model's own latent->RGB preview factors."""
+    fmt = base_model.latent_format
+    factors = getattr(fmt, "latent_rgb_factors", None)
+    if factors is None:
+        return PerceptualLoss("statistics (weight-free style loss on the latents)", statistics_loss)
+    weight = torch.tensor(factors, dtype=torch.float32)  # [C, 3]
+    bias = torch.tensor(getattr(fmt, "latent_rgb_factors_bias", None) or [0.0, 0.0, 0.0])
+
+    def to_rgb(x):
+        return torch.einsum("nchw,cd->ndhw", x, weight.to(x)) + bias.to(x).reshape(1, 3, 1, 1)
+
+    return PerceptualLoss("statistics (weight-free style loss on preview RGB)", lambda v, a: statistics_loss(to_rgb(v), to_rgb(a)))
+
+
+def rgb_loss(base_model, loss: PerceptualLoss) -> PerceptualLoss:
+    """A loss on RGB in [0, 1] (LPIPS) applied to latents through the preview latent->RGB factors."""
+    fmt = base_model.latent_format
+    factors = getattr(fmt, "latent_rgb_factors", None)
+    if factors is None:
+        raise ValueError(f"{type(fmt).__name__} has no latent_rgb_factors; LPIPS needs RGB, use the weight-free loss")
+    weight = torch.tensor(factors, dtype=torch.float32)
+    bias = torch.tensor(getattr(fmt, "latent_rgb_factors_bias", None) or [0.0, 0.0, 0.0])
+
+    def to_rgb(x):
+        rgb = torch.einsum("nchw,cd->ndhw", x, weight.to(x)) + bias.to(x).reshape(1, 3, 1, 1)
+        return ((rgb + 1) / 2).clamp(0, 1)
+
+    return PerceptualLoss(f"{loss.name} on preview RGB", lambda v, a: loss(to_rgb(v), to_rgb(a)))
+
+
+# --------------------------------------------------------------------------------------------------
+# node plumbing shared by the three samplers
+def _common_inputs() -> list:
+    return [
+        io.Model.Input("model", tooltip="The diffusion model."),
+        io.Conditioning.Input("positive", tooltip="Prompt for every view (per-view prompts and hints as in the SyncCanvas KSampler)."),
+        io.Conditioning.Input("negative", tooltip="Negative prompt."),
+        projector_input(),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the canvas noise and the per-step noise."),
+        io.Int.Input("steps", default=50, min=1, max=10000, tooltip="Denoising steps."),
+        io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
+        io.Combo.Input("scheduler", options=list(comfy.samplers.SCHEDULER_NAMES), default="ddim_uniform", tooltip="Sigma schedule."),
+    ]
+
+
+def _outputs() -> list:
+    return [
+        io.Latent.Output("canonical_latent", display_name="canonical LATENT", tooltip="The canvas latent."),
+        io.Image.Output("canonical_image", display_name="canonical IMAGE", tooltip="The canvas decoded by the VAE (needs the VAE)."),
+        io.String.Output("report", tooltip="What fused the views (says so when DDE falls back to averaging)."),
+    ]
+
+
+def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options) -> io.NodeOutput:
+    lat_projector = latent_projector(projector, vae)
+    check_view_conditioning(positive, negative, projector.n_views)
+    samples = canonical_latent(model, None, lat_projector)
+    sigmas = sync_sigmas(model, "case_2", scheduler, steps, 1.0)
+    noise = comfy.sample.prepare_noise(samples, seed)
+    sink: dict = {}
+    sampler = comfy.samplers.KSAMPLER(sample_fuse_rule, extra_options=dict(
+        rule=rule, projector=lat_projector, noise=noise, latent_image=samples, options=options, result_sink=sink))
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+    out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=None, callback=callback,
+                        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    report = sink.get("report", "")
+    log.info("SyncCanvas %s: %s", rule, report)
+    canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
+    if vae is None:
+        return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report)
+    image = vae.decode(out)
+    return io.NodeOutput(canvas, canvas_to_image(image.reshape(-1, *image.shape[-3:])[0].movedim(-1, 0).clamp(0, 1)), report)
+
+
+# --------------------------------------------------------------------------------------------------
+class SyncCanvasDDRKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasDDRKSampler",
+            display_name="SyncCanvas DDR KSampler",
+            category=FUSE_CATEGORY,
+            description=(
+                "DDR (Savani, Finzi, Kolter, 'Diffusing Differentiable Representations'): each step fits the "
+                "canvas representation to all views by least squares (pulled-back reverse process, Eq. 5-8), "
+                "with stochastic DDIM (eta 0.75) and RePaint forward jumps (Algorithm 1)."
+            ),
+            inputs=_common_inputs() + [
+                io.Float.Input("eta", default=0.75, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity (DDR paper: 0.75)."),
+                io.Combo.Input("representation", options=["canvas", "siren"], default="canvas", tooltip="canvas: the latent canvas itself (closed-form least-squares fit). siren: a SIREN image network (DDR's main experiment: 128-dim sin embedding, 3 sin layers of 256), fitted by Adam each step."),
+                io.Int.Input("jump_length", default=0, min=0, max=100, tooltip="RePaint: levels to re-noise at each jump (0 = no jumps; DDR NeRF: 1 forward step per reverse step)."),
+                io.Int.Input("jump_interval", default=1, min=1, max=1000, tooltip="RePaint: jump after every this many reverse steps."),
+                io.Int.Input("jump_repeat", default=1, min=0, max=100, tooltip="RePaint: how many times each jump is repeated."),
+                io.Int.Input("adam_steps", default=200, min=1, max=10000, tooltip="siren: Adam steps per fit (DDR: 200)."),
+                io.Float.Input("adam_lr", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7, tooltip="siren: Adam learning rate (not given by the paper)."),
+                io.Boolean.Input("consistent_noise", default=True, tooltip="Draw the per-view noise from one canvas noise (overlaps agree); off = independent noise per view as in Algorithm 1."),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+            ],
+            outputs=_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, eta, representation,
+                jump_length, jump_interval, jump_repeat, adam_steps, adam_lr, consistent_noise, vae=None) -> io.NodeOutput:
+        options = dict(eta=eta, representation=representation, jump_length=jump_length, jump_interval=jump_interval,
+                       jump_repeat=jump_repeat, adam_steps=adam_steps, adam_lr=adam_lr, consistent_noise=consistent_noise)
+        return _run("ddr", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options)
+
+
+class SyncCanvasLoadDDECoordinator(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasLoadDDECoordinator",
+            display_name="SyncCanvas Load DDE Coordinator",
+            category=FUSE_CATEGORY,
+            description=(
+                f"Loads a DDE coordinator (.safetensors from models/{DDE_FOLDER}, trained with scripts/train_dde.py). "
+                "No coordinator for SD models exists publicly: train one per base model and domain."
+            ),
+            inputs=[io.Combo.Input("coordinator", options=_files(DDE_FOLDER), tooltip=f"A file in models/{DDE_FOLDER}.")],
+            outputs=[DDECoordinator.Output("coordinator")],
+        )
+
+    @classmethod
+    def execute(cls, coordinator) -> io.NodeOutput:
+        if coordinator == NONE:
+            raise ValueError(f"no DDE coordinator selected; put a .safetensors from scripts/train_dde.py in models/{DDE_FOLDER}")
+        with torch.inference_mode(False):
+            return io.NodeOutput(load_coordinator(folder_paths.get_full_path_or_raise(DDE_FOLDER, coordinator)))
+
+
+class SyncCanvasDDEKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasDDEKSampler",
+            display_name="SyncCanvas DDE KSampler",
+            category=FUSE_CATEGORY,
+            description=(
+                "DDE (Lifar, Savkin et al., 'Diffusion Domain Expansion', Eq. 4): a trained coordinator (a ViT "
+                "over all windows' x0 with 2-D rotary positions) corrects the views' x0 before they are averaged. "
+                "Without a coordinator it falls back to plain averaging and the report says so."
+            ),
+            inputs=_common_inputs() + [
+                io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity."),
+                DDECoordinator.Input("coordinator", optional=True, tooltip="From SyncCanvas Load DDE Coordinator; missing = averaging (reported)."),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+            ],
+            outputs=_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, eta, coordinator=None, vae=None) -> io.NodeOutput:
+        if coordinator is None:
+            log.warning("SyncCanvas DDE: %s", AVERAGING)
+        return _run("dde", model, positive, negative, projector, seed, steps, cfg, scheduler, vae,
+                    dict(eta=eta, coordinator=coordinator))
+
+
+class SyncCanvasLoadPerceptualLoss(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasLoadPerceptualLoss",
+            display_name="SyncCanvas Load LPIPS (VGG)",
+            category=FUSE_CATEGORY,
+            description=(
+                f"LPIPS-VGG for SyncDiffusion from your own files in models/{PERCEPTUAL_FOLDER}: torchvision VGG16 "
+                "weights (features.*) and optionally LPIPS' vgg.pth (lin0..lin4). Files are validated."
+            ),
+            inputs=[
+                io.Combo.Input("vgg16", options=_files(PERCEPTUAL_FOLDER), tooltip="torchvision vgg16 state dict (.pth/.safetensors)."),
+                io.Combo.Input("lpips_lin", options=_files(PERCEPTUAL_FOLDER), tooltip="LPIPS vgg.pth calibration (none = plain VGG distance)."),
+            ],
+            outputs=[PerceptualLossType.Output("loss")],
+        )
+
+    @classmethod
+    def execute(cls, vgg16, lpips_lin) -> io.NodeOutput:
+        if vgg16 == NONE:
+            raise ValueError(f"select a VGG16 weights file from models/{PERCEPTUAL_FOLDER}")
+        lin = None if lpips_lin == NONE else folder_paths.get_full_path_or_raise(PERCEPTUAL_FOLDER, lpips_lin)
+        with torch.inference_mode(False):
+            return io.NodeOutput(load_lpips_vgg(folder_paths.get_full_path_or_raise(PERCEPTUAL_FOLDER, vgg16), lin))
+
+
+class SyncCanvasSyncDiffusionKSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SyncCanvasSyncDiffusionKSampler",
+            display_name="SyncCanvas SyncDiffusion KSampler",
+            category=FUSE_CATEGORY,
+            description=(
+                "SyncDiffusion (Lee et al., NeurIPS 2023): MultiDiffusion plus a gradient step pulling every "
+                "window's x0 toward the anchor window under a perceptual loss (w 20, decay 0.95; Eq. 14). "
+                "weight 0 = MultiDiffusion. The step is taken on x0 (no backward through the model)."
+            ),
+            inputs=_common_inputs() + [
+                io.Float.Input("weight", default=20.0, min=0.0, max=10000.0, step=0.5, tooltip="Gradient step weight w (paper: 20; 0 = MultiDiffusion)."),
+                io.Float.Input("decay", default=0.95, min=0.01, max=1.0, step=0.01, tooltip="w is multiplied by this every step (paper: 0.95)."),
+                io.Int.Input("first_steps", default=0, min=0, max=10000, tooltip="Guide only the first N steps (supp. Table S3: 5 or 3 keep most of the coherence at a fraction of the cost); 0 = every step."),
+                io.Int.Input("every", default=1, min=1, max=1000, tooltip="Guide every k-th step (Table S3: f = steps / k)."),
+                io.Int.Input("anchor_view", default=0, min=0, max=4096, tooltip="The window the others are pulled toward (paper: the first)."),
+                io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity (paper: 0)."),
+                PerceptualLossType.Input("loss", optional=True, tooltip="LPIPS from SyncCanvas Load LPIPS; missing = a weight-free style/statistics loss (reported)."),
+                io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+            ],
+            outputs=_outputs(),
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, weight, decay, first_steps,
+                every, anchor_view, eta, loss=None, vae=None) -> io.NodeOutput:
+        if anchor_view >= projector.n_views:
+            raise ValueError(f"anchor_view {anchor_view} but the projector has {projector.n_views} views")
+        if loss is not None:
+            loss = rgb_loss(model.model, loss)
+        options = dict(weight=weight, decay=decay, first_steps=first_steps or None, every=every,
+                       anchor_view=anchor_view, eta=eta, loss=loss)
+        return _run("syncdiffusion", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options)
+
+
+NODES = [SyncCanvasDDRKSampler, SyncCanvasLoadDDECoordinator, SyncCanvasDDEKSampler, SyncCanvasLoadPerceptualLoss,
+         SyncCanvasSyncDiffusionKSampler]

@@ -1,0 +1,87 @@
+"""The DDR, DDE and SyncDiffusion nodes through ComfyUI's real sampling stack (tiny random models).
+
+Skipped without COMFYUI_PATH. A few steps on 8x16-texel latent canvases on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.import_comfy()
+    return module
+
+
+@pytest.fixture(scope="module")
+def model(tiny):
+    return tiny.tiny_model()
+
+
+@pytest.fixture(scope="module")
+def panorama(tiny):
+    from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
+
+    return SyncCanvasWidePanorama.execute(width=128, height=64, window=64, stride=32, wrap=False).args[0]
+
+
+SETTINGS = dict(seed=3, steps=3, cfg=2.0, scheduler="normal")
+
+
+def run(node, model, tiny, projector, **options):
+    with torch.inference_mode():
+        return node.execute(model, tiny.conditioning(0), tiny.conditioning(1), projector, **SETTINGS, **options).args
+
+
+def test_ddr_node_canvas_and_siren(tiny, model, panorama):
+    from sync_canvas.nodes.fuse_rules import SyncCanvasDDRKSampler
+
+    base = dict(eta=0.75, jump_length=1, jump_interval=1, jump_repeat=1, adam_steps=5, adam_lr=1e-3, consistent_noise=True)
+    latent, image, report = run(SyncCanvasDDRKSampler, model, tiny, panorama, representation="canvas", **base)
+    assert latent["samples"].shape == (1, 4, 8, 16) and torch.isfinite(latent["samples"]).all()
+    assert latent["samples"].abs().sum() > 0
+    # 3 steps with one RePaint jump after each of the first two: 5 reverse + 2 forward entries, 5 x 3 views evaluated
+    assert "DDR (canvas" in report and "7 schedule entries" in report and "15 view evaluations" in report
+    latent_siren, _, report_siren = run(SyncCanvasDDRKSampler, model, tiny, panorama, representation="siren", **base)
+    assert "siren" in report_siren and torch.isfinite(latent_siren["samples"]).all()
+
+
+def test_dde_node_without_coordinator_says_it_averages_and_untrained_equals_it(tiny, model, panorama):
+    from sync_canvas.nodes.fuse_rules import SyncCanvasDDEKSampler
+    from sync_canvas.samplers.dde import Coordinator, CoordinatorConfig
+
+    plain, _, report = run(SyncCanvasDDEKSampler, model, tiny, panorama, eta=0.0)
+    assert "averaging" in report and "no DDE coordinator" in report
+    coordinated, _, report_c = run(SyncCanvasDDEKSampler, model, tiny, panorama, eta=0.0,
+                                   coordinator=Coordinator(CoordinatorConfig.tiny(4)))
+    assert "DDE coordinator" in report_c
+    assert torch.equal(plain["samples"], coordinated["samples"])
+
+
+def test_syncdiffusion_node_weight_zero_differs_from_guided(tiny, model, panorama):
+    from sync_canvas.nodes.fuse_rules import SyncCanvasSyncDiffusionKSampler
+
+    opts = dict(decay=0.95, first_steps=0, every=1, anchor_view=0, eta=0.0)
+    plain, _, report0 = run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=0.0, **opts)
+    guided, _, report = run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=20.0, **opts)
+    assert "weight-free" in report and torch.isfinite(guided["samples"]).all()
+    assert (plain["samples"] - guided["samples"]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="lower the weight"):
+        run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=1e4, **opts)
+    with pytest.raises(ValueError, match="anchor_view"):
+        run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=1.0, **{**opts, "anchor_view": 9})
