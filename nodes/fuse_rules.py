@@ -7,8 +7,8 @@ SyncCanvas KSampler, reusing its helpers; only the pure sampler function differs
 * DDE  -- samplers/dde/fuse.py     (Lifar, Savkin et al., "Diffusion Domain Expansion")
 * SyncDiffusion -- samplers/syncdiffusion.py (Lee et al., NeurIPS 2023)
 
-Each node returns a STRING report saying what actually fused the views (e.g. "averaging (no DDE
-coordinator loaded)") so a fallback is never silent.
+Each node returns, and shows on itself, a report saying what actually fused the views (e.g. "averaging
+(MultiDiffusion; no DDE coordinator loaded)") so a fallback is never silent.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import comfy.samplers
 import comfy.utils
 import folder_paths
 import latent_preview
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..samplers.dde import AVERAGING, load_coordinator, sample_dde
@@ -184,9 +184,10 @@ def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler
     log.info("SyncCanvas %s: %s", rule, report)
     canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
     if vae is None:
-        return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report)
+        return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report, ui=ui.PreviewText(report))
     image = vae.decode(out)
-    return io.NodeOutput(canvas, canvas_to_image(image.reshape(-1, *image.shape[-3:])[0].movedim(-1, 0).clamp(0, 1)), report)
+    image = canvas_to_image(image.reshape(-1, *image.shape[-3:])[0].movedim(-1, 0).clamp(0, 1))
+    return io.NodeOutput(canvas, image, report, ui=ui.PreviewText(report))  # the report shows on the node
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,16 +236,16 @@ class SyncCanvasLoadDDECoordinator(io.ComfyNode):
                 f"Loads a DDE coordinator (.safetensors from models/{DDE_FOLDER}, trained with scripts/train_dde.py). "
                 "No coordinator for SD models exists publicly: train one per base model and domain."
             ),
-            inputs=[io.Combo.Input("coordinator", options=_files(DDE_FOLDER), tooltip=f"A file in models/{DDE_FOLDER}.")],
+            inputs=[io.Combo.Input("checkpoint", options=_files(DDE_FOLDER), tooltip=f"A file in models/{DDE_FOLDER}.")],
             outputs=[DDECoordinator.Output("coordinator")],
         )
 
     @classmethod
-    def execute(cls, coordinator) -> io.NodeOutput:
-        if coordinator == NONE:
+    def execute(cls, checkpoint) -> io.NodeOutput:
+        if checkpoint == NONE:
             raise ValueError(f"no DDE coordinator selected; put a .safetensors from scripts/train_dde.py in models/{DDE_FOLDER}")
         with torch.inference_mode(False):
-            return io.NodeOutput(load_coordinator(folder_paths.get_full_path_or_raise(DDE_FOLDER, coordinator)))
+            return io.NodeOutput(load_coordinator(folder_paths.get_full_path_or_raise(DDE_FOLDER, checkpoint)))
 
 
 class SyncCanvasDDEKSampler(io.ComfyNode):
