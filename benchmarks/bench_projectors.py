@@ -85,7 +85,7 @@ def bench(name, build, channels, model_views, skip_unet, cache):
         unet_s = cache[key] * n / batch
         how = "measured" if batch == n else f"{n}/{batch} x the measured {batch}-view forward"
         print(f"  UNet forward          {unet_s * 1e3:9.1f} ms  ({n} views of {latent}x{latent} latents, {how})")
-        print(f"  ratios                round trip / UNet = {step / unet_s:.4f}, precompute / UNet = {build_s / unet_s:.3f}", flush=True)
+        print(f"  ratios                round trip / UNet = {step / unet_s:.2e}, precompute / UNet = {build_s / unet_s:.2e}", flush=True)
 
 
 def main() -> None:
