@@ -111,35 +111,43 @@ def sample_fuse_rule(model, x, sigmas, extra_args=None, callback=None, disable=N
         return result.canonical.unsqueeze(0).to(x).clone()
 
 
-def latent_rgb_statistics_loss(base_model) -> PerceptualLoss:
-    """Weight-free statistics loss on approximate RGB: the model's own latent->RGB preview factors."""
+def preview_rgb(base_model):
+    """latents ``[n, C, h, w]`` -> approximate RGB in [-1, 1] ``[n, 3, h, w]`` with the model's own
+    latent->RGB preview factors (weight-free, differentiable); None when the latent format has none."""
     fmt = base_model.latent_format
     factors = getattr(fmt, "latent_rgb_factors", None)
     if factors is None:
+        return None
+    bias = getattr(fmt, "latent_rgb_factors_bias", None) or [0.0, 0.0, 0.0]
+
+    def to_rgb(x: torch.Tensor) -> torch.Tensor:
+        # tensors made per call: made at node time they would be inference tensors autograd cannot save
+        weight = torch.tensor(factors, dtype=x.dtype, device=x.device)  # [C, 3]
+        return torch.einsum("nchw,cd->ndhw", x, weight) + torch.tensor(bias, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+
+    return to_rgb
+
+
+def latent_rgb_statistics_loss(base_model) -> PerceptualLoss:
+    """The weight-free statistics loss on preview RGB (on the raw latents when there are no factors)."""
+    to_rgb = preview_rgb(base_model)
+    if to_rgb is None:
         return PerceptualLoss("statistics (weight-free style loss on the latents)", statistics_loss)
-    weight = torch.tensor(factors, dtype=torch.float32)  # [C, 3]
-    bias = torch.tensor(getattr(fmt, "latent_rgb_factors_bias", None) or [0.0, 0.0, 0.0])
-
-    def to_rgb(x):
-        return torch.einsum("nchw,cd->ndhw", x, weight.to(x)) + bias.to(x).reshape(1, 3, 1, 1)
-
     return PerceptualLoss("statistics (weight-free style loss on preview RGB)", lambda v, a: statistics_loss(to_rgb(v), to_rgb(a)))
 
 
-def rgb_loss(base_model, loss: PerceptualLoss) -> PerceptualLoss:
-    """A loss on RGB in [0, 1] (LPIPS) applied to latents through the preview latent->RGB factors."""
-    fmt = base_model.latent_format
-    factors = getattr(fmt, "latent_rgb_factors", None)
-    if factors is None:
-        raise ValueError(f"{type(fmt).__name__} has no latent_rgb_factors; LPIPS needs RGB, use the weight-free loss")
-    weight = torch.tensor(factors, dtype=torch.float32)
-    bias = torch.tensor(getattr(fmt, "latent_rgb_factors_bias", None) or [0.0, 0.0, 0.0])
+def rgb_loss(base_model, loss: PerceptualLoss, upscale: int = 8) -> PerceptualLoss:
+    """A loss on RGB in [0, 1] (LPIPS) applied to latents through the preview latent->RGB factors,
+    upsampled ``upscale`` times to pixel size (VGG's pooling needs image-sized inputs)."""
+    to_rgb = preview_rgb(base_model)
+    if to_rgb is None:
+        raise ValueError(f"{type(base_model.latent_format).__name__} has no latent_rgb_factors; LPIPS needs RGB, use the weight-free loss")
 
-    def to_rgb(x):
-        rgb = torch.einsum("nchw,cd->ndhw", x, weight.to(x)) + bias.to(x).reshape(1, 3, 1, 1)
+    def unit(x):
+        rgb = torch.nn.functional.interpolate(to_rgb(x), scale_factor=upscale, mode="bilinear", align_corners=False)
         return ((rgb + 1) / 2).clamp(0, 1)
 
-    return PerceptualLoss(f"{loss.name} on preview RGB", lambda v, a: loss(to_rgb(v), to_rgb(a)))
+    return PerceptualLoss(f"{loss.name} on preview RGB", lambda v, a: loss(unit(v), unit(a)))
 
 
 # --------------------------------------------------------------------------------------------------

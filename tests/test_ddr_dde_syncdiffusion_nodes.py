@@ -85,3 +85,22 @@ def test_syncdiffusion_node_weight_zero_differs_from_guided(tiny, model, panoram
         run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=1e4, **opts)
     with pytest.raises(ValueError, match="anchor_view"):
         run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=1.0, **{**opts, "anchor_view": 9})
+
+
+def test_syncdiffusion_node_with_a_user_lpips_file(tiny, model, panorama, tmp_path):
+    from safetensors.torch import save_file
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from sync_canvas.nodes.fuse_rules import SyncCanvasSyncDiffusionKSampler
+    from sync_canvas.samplers.syncdiffusion_losses import load_lpips_vgg
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v.contiguous() for k, v in make_layers(cfgs["D"]).state_dict().items()}
+    state.update({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate((64, 128, 256, 512, 512))})
+    save_file(state, str(tmp_path / "vgg_lpips.safetensors"))
+    loss = load_lpips_vgg(str(tmp_path / "vgg_lpips.safetensors"))
+    opts = dict(decay=0.95, first_steps=2, every=1, anchor_view=0, eta=0.0)
+    plain, _, _ = run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=0.0, **opts)
+    guided, _, report = run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=20.0, loss=loss, **opts)
+    assert "LPIPS-VGG on preview RGB" in report
+    assert torch.isfinite(guided["samples"]).all() and (guided["samples"] - plain["samples"]).abs().max() > 0
