@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Writes the mesh texturing workflows (UI + API twins) with the same graph description and writer as
+``build_workflows.py``, plus the demo mesh they load (``inputs/mesh_demo_torus.glb``).
+
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/mesh_workflows.py [--check]
+
+Settings are the papers': SyncTweedies 5.2 / A1.3 (SyncMVD rig: 8 views every 45 deg + 2 from 30 deg
+above, 768^2 views = 96^2 latent, 1024^2 RGB / 1536^2 latent texture, depth ControlNet, Case 2,
+CFG 15.5, 30 steps) and StochSync 7.2 / appendix B (groups of 4 non-overlapping views, 25 steps,
+t 1000 -> 270 here 900 -> 270 as the sampler's stochsync mode, depth ControlNet, CFG 15.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+MESH_FILE = "mesh_demo_torus.glb"
+
+_spec = importlib.util.spec_from_file_location("sync_canvas_build_workflows", HERE / "build_workflows.py")
+bw = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bw  # dataclasses look their module up here
+_spec.loader.exec_module(bw)
+Node, link = bw.Node, bw.link
+
+
+def _mesh_graph(prompt: str, rig: str, mode: str, steps: int, prefix: str) -> list[Node]:
+    return bw._loaders(prompt) + [
+        Node(4, "SyncCanvasLoadMesh", {"mesh": MESH_FILE, "unwrap": "auto"}),
+        Node(5, "SyncCanvasCameraRig", {"sync_mesh": link(4), "rig": rig, "views": "0:0, 90:0, 180:0, 270:0",
+                                        "fov": 60.0, "distance": 0.0, "groups": 2}),
+        Node(6, "SyncCanvasMeshProjector", {"sync_mesh": link(4), "cameras": link(5), "view_size": 768, "texture_size": 1024,
+                                            "latent_texture_ratio": 1.5, "cos_exponent": 3.0, "sampling": "nearest", "backend": "auto"}),
+        Node(7, "SyncCanvasMeshConditioning", {"projector": link(6)}),
+        Node(8, "ControlNetLoader", {"control_net_name": bw.DEPTH_CONTROLNET}),
+        Node(9, "ControlNetApplyAdvanced", {"positive": link(2), "negative": link(3), "control_net": link(8),
+                                            "image": link(7, 0), "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
+        bw._sampler(10, link(9, 0), link(9, 1), link(6), steps=steps, cfg=15.5, mode=mode),
+        Node(11, "SyncCanvasSaveTexturedMesh", {"projector": link(6), "texture": link(10, 1),
+                                                "filename_prefix": f"SyncCanvas/{prefix}", "format": "glb+obj"}),
+        Node(12, "SaveImage", {"images": link(10, 1), "filename_prefix": f"SyncCanvas/{prefix}_texture"}),
+        Node(13, "SyncCanvasMeshTurntable", {"projector": link(6), "texture": link(10, 1), "frames": 24, "size": 512,
+                                             "elevation": 15.0, "background": 1.0}),
+        Node(14, "SaveImage", {"images": link(13), "filename_prefix": f"SyncCanvas/{prefix}_turntable"}),
+        Node(15, "SaveImage", {"images": link(10, 2), "filename_prefix": f"SyncCanvas/{prefix}_views"}),
+    ]
+
+
+def mesh_texturing_depth() -> list[Node]:
+    return _mesh_graph("a glazed ceramic donut with colourful sprinkles, studio photo", "paper", "case_2", 30, "mesh_texturing_depth")
+
+
+def mesh_texturing_stochsync() -> list[Node]:
+    return _mesh_graph("a glazed ceramic donut with colourful sprinkles, studio photo", "stochsync", "stochsync", 25, "mesh_texturing_stochsync")
+
+
+WORKFLOWS = {"mesh_texturing_depth": mesh_texturing_depth, "mesh_texturing_stochsync": mesh_texturing_stochsync}
+
+
+def demo_mesh_glb() -> bytes:
+    """The procedural torus (UVs, plain grey texture) the workflows load, as GLB bytes."""
+    import numpy as np
+    import trimesh
+    from PIL import Image
+
+    sys.path.insert(0, str(bw.PACK_ROOT / "tests"))
+    import conftest  # noqa: F401  (the pack as `sync_canvas`)
+    from sync_canvas.assets import procedural
+
+    mesh = procedural.torus(48, 24)
+    material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(np.full((16, 16, 3), 200, np.uint8)))
+    visual = trimesh.visual.TextureVisuals(uv=mesh.uvs.astype(np.float64), material=material)
+    data = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=visual, process=False).export(file_type="glb")
+    return bytes(data) if not isinstance(data, io.BytesIO) else data.getvalue()
+
+
+def load_definitions(comfyui_path: str) -> dict[str, dict]:
+    """Like ``build_workflows.load_definitions`` but only for the node types these graphs use, so a
+    half-finished node elsewhere in the pack cannot stop the mesh workflows from being written."""
+    used = {node.type for make in WORKFLOWS.values() for node in make()}
+    if comfyui_path not in sys.path:
+        sys.path.insert(0, comfyui_path)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401
+    import nodes
+
+    sys.path.insert(0, str(bw.PACK_ROOT / "tests"))
+    import conftest  # noqa: F401  (the pack as `sync_canvas`)
+    from sync_canvas.nodes import collect_nodes
+
+    definitions = {}
+    for name in used & set(nodes.NODE_CLASS_MAPPINGS):
+        cls = nodes.NODE_CLASS_MAPPINGS[name]
+        outputs = list(cls.RETURN_TYPES)
+        definitions[name] = {"input": cls.INPUT_TYPES(), "output": outputs,
+                             "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
+    for cls in collect_nodes():
+        if cls.__name__ in used:
+            info = cls.GET_NODE_INFO_V1()
+            definitions[info["name"]] = {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
+    missing = used - set(definitions)
+    if missing:
+        raise ValueError(f"node types {sorted(missing)} are not defined")
+    return definitions
+
+
+def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
+    files = {}
+    for name, make in WORKFLOWS.items():
+        graph = make()
+        files[HERE / f"{name}.json"] = (json.dumps(bw.to_ui(graph, definitions), indent=2) + "\n").encode()
+        files[HERE / f"{name}_api.json"] = (json.dumps(bw.to_api(graph, definitions), indent=2) + "\n").encode()
+    files[HERE / "inputs" / MESH_FILE] = demo_mesh_glb()
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    args = parser.parse_args(argv)
+    comfyui = os.environ.get("COMFYUI_PATH")
+    if not comfyui:
+        print("mesh_workflows: set COMFYUI_PATH to a ComfyUI checkout (the node definitions come from it)", file=sys.stderr)
+        return 2
+    files = build_files(load_definitions(comfyui))
+    stale = [path for path, data in files.items() if not path.exists() or path.read_bytes() != data]
+    if args.check:
+        for path in stale:
+            print(f"mesh_workflows: {path.relative_to(bw.PACK_ROOT)} is out of date", file=sys.stderr)
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[path])
+        print(f"wrote {path.relative_to(bw.PACK_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
