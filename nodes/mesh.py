@@ -17,7 +17,7 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..assets import cameras as rigs
-from ..assets.mesh_data import MeshData, normalise_to_unit_box
+from ..assets.mesh_data import MeshData, normalise_to_unit_box, validate_arrays
 from ..assets.mesh_io import MESH_EXTENSIONS, export_glb, export_obj, load_mesh
 from ..assets.mesh_uv import unwrap_uvs
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
@@ -114,8 +114,6 @@ class SyncCanvasMeshFromComfy(io.ComfyNode):
             raise ValueError(f"index {index} out of range for a MESH batch of {vertices.shape[0]}")
         v = vertices[index].detach().cpu().double().numpy()
         f = faces[index].detach().cpu().long().numpy()
-        from ..assets.mesh_data import validate_arrays
-
         f = validate_arrays(v, f[(f >= 0).all(1)], None, "MESH input")
         normalised, to_original = normalise_to_unit_box(v)
         return io.NodeOutput(unwrap_uvs(MeshData(normalised, f, None, None, to_original, "MESH input")))
