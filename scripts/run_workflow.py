@@ -44,6 +44,8 @@ DEFAULT_MODELS_DIR = pathlib.Path(os.environ.get("SYNC_CANVAS_MODELS") or
 # smallest a SD1.5 UNet level takes), never below the floor, always a multiple of 8.
 FAST_LENGTH_FACTOR = 8
 FAST_MAX_STEPS = 2
+FAST_MAX_VIEWS = 4  # INT inputs that count views or frames (camera orbits, turntables)
+FAST_COUNT_INPUTS = ("views", "n_views", "num_views", "frames")
 FAST_LENGTH_INPUTS = ("width", "height", "window", "view_size", "view_width", "view_height", "size",
                       "resolution", "texture_size", "canvas_width", "canvas_height")
 # Canvas nodes whose view count grows with width/stride: cap them at a few windows, half-overlapping,
@@ -75,6 +77,8 @@ def shrink_for_speed(graph: dict) -> list[str]:
                 set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 64))
             elif name == "stride" or name.endswith("_stride"):
                 set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 8))
+            elif name in FAST_COUNT_INPUTS:
+                set_input(node_id, node, name, min(value, FAST_MAX_VIEWS))
         cap = FAST_VIEW_CAPS.get(node["class_type"])
         if cap and all(isinstance(inputs.get(k), int) for k in cap[:3]):
             width, window, stride, max_windows = cap

@@ -195,3 +195,14 @@ def test_shipped_workflow_is_ui_or_api_format_with_a_partner(path):
         link_problems = [p for p in validate_ui_workflow(data, object_info={})
                          if "not registered in /object_info" not in p]
         assert not link_problems, link_problems
+
+
+def test_fast_caps_view_and_frame_counts_but_not_string_view_lists():
+    graph = {"1": {"class_type": "Orbit", "inputs": {"views": 50, "view_size": 512, "fov": 50.0}},
+             "2": {"class_type": "Turntable", "inputs": {"frames": 24, "size": 512}},
+             "3": {"class_type": "SyncCanvasAnagram", "inputs": {"size": 512, "views": "identity, rotate_cw"}}}
+    out, changes = prepare_graph(graph, fast=True)
+    assert out["1"]["inputs"] == {"views": 4, "view_size": 64, "fov": 50.0}
+    assert out["2"]["inputs"] == {"frames": 4, "size": 64}
+    assert out["3"]["inputs"] == {"size": 64, "views": "identity, rotate_cw"}
+    assert len(changes) == 5

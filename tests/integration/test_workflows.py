@@ -43,8 +43,11 @@ def test_workflow_runs_end_to_end(name, api_path, comfy, run_logged):
     graph, changes = prepare_graph(json.loads(api_path.read_text()), fast=True)
     entry = run_logged(name, graph)
     assert status_of(entry) == "success", f"{error_message(entry)}\nchanges: {changes}\n{comfy.log_tail()}"
+    files = comfy.output_files(entry)
+    assert files, f"{name} saved nothing (outputs: {entry.get('outputs')})"
+    for path in files:
+        assert path.is_file() and path.stat().st_size > 0, f"{path} missing or empty"
     images = saved_images(graph, entry, comfy.output_dir)
-    assert images, f"{name} saved no image (outputs: {entry.get('outputs')})"
     for node_id, path, expected in images:
         assert path.is_file(), path
         pixels = read_image(path)
