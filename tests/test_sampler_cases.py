@@ -285,3 +285,16 @@ def test_bad_input_raises_value_errors_naming_the_value():
     with pytest.raises(ValueError, match="2 views"):
         sample_synchronized(denoiser, projector, SIGMAS, noise, EPS,
                             rgb_fuse=RGBFuse(decode, encode, IdentityProjector(8, 8, n_views=2)))
+
+
+@pytest.mark.parametrize("case", [2, 5])
+def test_max_denoise_scales_the_start_noise_like_comfyui(case):
+    seen = []
+
+    def denoiser(x, sigma, ids):
+        seen.append(x.clone())
+        return torch.zeros_like(x)
+
+    noise = _noise((4, 8, 8))
+    sample_synchronized(denoiser, IdentityProjector(8, 8), SIGMAS[:2], noise, EPS, case=case, max_denoise=True)
+    assert torch.allclose(seen[0][0], noise * (1 + SIGMAS[0] ** 2).sqrt())

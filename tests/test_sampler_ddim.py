@@ -52,15 +52,28 @@ def test_discrete_schedule_matches_diffusers_alphas_and_sd15_range():
     assert alpha_bar(ms, ms.sigmas[500]) == pytest.approx(abar[500].item(), rel=1e-5)
 
 
-@pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: twin checked against diffusers only")
-def test_discrete_twin_matches_comfyui_model_sampling():
+needs_comfyui = pytest.mark.skipif(
+    not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: checked against diffusers only"
+)
+
+
+def _import_comfy():
     import sys
 
-    sys.path.insert(0, os.environ["COMFYUI_PATH"])
+    if os.environ["COMFYUI_PATH"] not in sys.path:
+        sys.path.insert(0, os.environ["COMFYUI_PATH"])
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
+    import comfy.k_diffusion.sampling as k_sampling
     import comfy.model_sampling as cms
+
+    return cms, k_sampling
+
+
+@needs_comfyui
+def test_discrete_twin_matches_comfyui_model_sampling():
+    cms, _ = _import_comfy()
 
     class EpsDiscrete(cms.ModelSamplingDiscrete, cms.EPS):
         pass
@@ -73,6 +86,28 @@ def test_discrete_twin_matches_comfyui_model_sampling():
     assert torch.allclose(theirs.sigma(t), ours.sigma(t))
     x0, n = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
     assert torch.allclose(theirs.noise_scaling(sig[1], n.clone(), x0), ours.noise_scaling(sig[1], n, x0))
+
+
+@needs_comfyui
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_identity_one_view_equals_comfyui_ddim_and_ddpm_samplers(eta):
+    """eta 0 = ComfyUI's 'ddim' (= k-diffusion Euler), eta 1 = its 'ddpm' sampler, on the same noise."""
+    _, k_sampling = _import_comfy()
+    ms = DiscreteEpsSampling()
+    sigmas = timesteps_to_sigmas(ms, [999, 749, 500, 250, 0])
+    denoiser = GaussianDenoiser(ms, mean=-0.1, spectrum=gaussian_spectrum((8, 8), 1.0))
+    noise = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(2))
+    ours = sample_synchronized(denoiser, IdentityProjector(8, 8), sigmas, noise, ms, case=5, eta=eta,
+                               generator=torch.Generator().manual_seed(6)).canonical
+    x = (noise * sigmas[0])[None]
+    model = lambda v, s, **kw: denoiser(v, s[0])  # noqa: E731
+    if eta == 0.0:
+        theirs = k_sampling.sample_euler(model, x, sigmas, disable=True)
+    else:
+        generator = torch.Generator().manual_seed(6)
+        draws = lambda s, sp: torch.randn(noise.shape, generator=generator)[None]  # noqa: E731
+        theirs = k_sampling.sample_ddpm(model, x, sigmas, disable=True, noise_sampler=draws)
+    assert torch.allclose(ours, theirs[0], atol=2e-5), (ours - theirs[0]).abs().max()
 
 
 def test_flow_alpha_bar_is_the_vp_normalisation_and_shift_maps_timesteps():
