@@ -276,6 +276,8 @@ def test_bad_input_raises_value_errors_naming_the_value():
         sample_synchronized(denoiser, projector, SIGMAS, _noise((4, 4, 5)), EPS)
     with pytest.raises(ValueError, match=r"latent_image has shape \(4, 2, 2\)"):
         sample_synchronized(denoiser, projector, SIGMAS, noise, EPS, latent_image=torch.zeros(4, 2, 2))
+    with pytest.raises(ValueError, match=r"denoiser returned shape \(1, 4, 2, 2\) for input \(1, 4, 4, 4\)"):
+        sample_synchronized(lambda x, s, i: x[..., :2, :2], projector, SIGMAS, noise, EPS)
     with pytest.raises(ValueError, match="max_views_per_batch.*0"):
         sample_synchronized(denoiser, projector, SIGMAS, noise, EPS, max_views_per_batch=0)
     decode, encode = _upsample_vae()
