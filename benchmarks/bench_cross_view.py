@@ -71,16 +71,11 @@ def sd15_patcher(comfy):
 
 
 class RingProjector:
-    """The 360 rig's overlap graph (8 views, FOV 72, 45 deg apart: each view meets i-1 and i+1)."""
+    """Only the view count: with ``neighbours="ring"`` the node needs no geometry. The 360 rig's
+    overlap (8 views, fov 72, 45 deg apart) is this ring (tests/test_cross_view_attention.py)."""
 
     def __init__(self, n_views):
-        from sync_canvas.samplers.cross_view_attention import ring_neighbours
-
         self.n_views = n_views
-        self._table = ring_neighbours(n_views)
-
-    def overlap_matrix(self):
-        return self._table
 
 
 def model_call(model, x, context):
@@ -134,7 +129,7 @@ def main():
     ring = RingProjector(args.views)
     settings = [
         ("unpatched", unet),
-        ("patched, weight 0 (inactive)", patch_model(unet, ring, weight=0.0)),
+        ("patched, weight 0 (inactive)", patch_model(unet, ring, neighbours="ring", weight=0.0)),
         ("ring neighbours (3x keys)", patch_model(unet, ring, neighbours="ring", reference_view=-1)),
         ("ring neighbours + reference", patch_model(unet, ring, neighbours="ring", reference_view=0,
                                                      reference_end=1.0)),
