@@ -4,7 +4,7 @@ Prints, side by side in one run:
 * precompute: rasterise 10 views (paper rig) at 768^2 on a 100k-face mesh + build the RGB taps
   (texture 1024^2), and the latent projector (views 96^2, texture 1536^2; SyncTweedies A1.3);
 * per-step sync at latent resolution: ``project(aggregate(x0, previous))`` on ``[10, 4, 96, 96]``
-  (what the engine runs every step), plus one Voronoi fill (run at the end / after an unprojection);
+  (what the engine runs every step; with and without the texel pull), plus one Voronoi fill;
 * one forward of a full-size SD1.5-architecture UNet (diffusers ``UNet2DConditionModel``, random
   weights) on the 10 views (96^2 latents, batch 10, 77 text tokens).
 Targets (issue 5): precompute < one model step; per-step sync <= 5% of the model step.
@@ -74,15 +74,18 @@ def main() -> None:
     t_sync, _ = timed(lambda: latent.project(latent.aggregate(x0, previous)), repeat=3)
     latent.fill(previous)  # warm the cached index map (computed once per coverage pattern)
     t_fill, _ = timed(lambda: latent.fill(previous), repeat=3)
+    scatter = MeshTextureProjector(mesh, rig, 96, 1536, unprojection="scatter", raster=latent.raster)
+    t_scatter, _ = timed(lambda: scatter.project(scatter.aggregate(x0, previous)), repeat=3)
     rgb_views = torch.rand(10, 3, 768, 768)
     t_bake, _ = timed(lambda: rgb.bake(rgb_views))
 
     rows = [
         ("rasterise 10 x 768^2 (100k faces)", t_raster),
-        ("RGB taps (texture 1024^2)", t_rgb),
-        ("latent projector 10 x 96^2 -> 1536^2 (raster + taps)", t_latent),
+        ("RGB taps + texel pull (texture 1024^2)", t_rgb),
+        ("latent projector 10 x 96^2 -> 1536^2 (raster, taps, pull)", t_latent),
         ("precompute total", precompute),
         ("per-step sync: project(aggregate(x0, prev)) [10,4,96,96]", t_sync),
+        ("  same, scatter-only unprojection (no texel pull)", t_scatter),
         ("Voronoi fill 1536^2 (cached index map)", t_fill),
         ("final RGB bake 10 x 768^2 -> 1024^2 (aggregate + fill)", t_bake),
     ]
