@@ -120,8 +120,11 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     keep = valid & (x1 >= x0) & (y1 >= y0) & (opacities >= ALPHA_MIN)
     ids = torch.nonzero(keep).squeeze(1)
     ids = ids[torch.argsort(depth[ids], stable=True)]  # front to back; rank = position in ids
-    bw = (x1[ids] - x0[ids] + 1).long()
-    count = bw * (y1[ids] - y0[ids] + 1).long()
+    bw = x1[ids] - x0[ids] + 1
+    count = (bw * (y1[ids] - y0[ids] + 1)).long()
+    # one row of attributes per gaussian in depth order: a single gather per chunk instead of nine
+    table = torch.stack([mean2d[ids, 0], mean2d[ids, 1], conic[ids, 0], conic[ids, 1], conic[ids, 2],
+                         opacities[ids], x0[ids], y0[ids], bw], 1)
     pixels, gaussians, alphas = [], [], []
     start = 0
     while start < len(ids):  # chunks of gaussians with at most ~max_pairs footprint pixels
@@ -129,15 +132,15 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
         stop = start + max(1, int(torch.searchsorted(csum, torch.tensor(max_pairs), right=True)))
         rank = torch.repeat_interleave(torch.arange(start, stop), count[start:stop])
         first = torch.cumsum(count[start:stop], 0) - count[start:stop]
-        local = torch.arange(len(rank)) - torch.repeat_interleave(first, count[start:stop])
-        g = ids[rank]
-        px = x0[g].long() + local % bw[rank]
-        py = y0[g].long() + local // bw[rank]
-        dx, dy = px + 0.5 - mean2d[g, 0], py + 0.5 - mean2d[g, 1]
-        power = -0.5 * (conic[g, 0] * dx * dx + conic[g, 2] * dy * dy) - conic[g, 1] * dx * dy
-        alpha = torch.clamp(opacities[g] * torch.exp(power), max=ALPHA_MAX)
+        local = (torch.arange(len(rank)) - torch.repeat_interleave(first, count[start:stop])).float()
+        mx, my, ca, cb, cc, op, bx, by, bwr = table[rank].unbind(1)
+        row = torch.floor(local / bwr)  # exact: integers below 2^24
+        px, py = bx + (local - row * bwr), by + row
+        dx, dy = px + 0.5 - mx, py + 0.5 - my
+        power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
+        alpha = torch.clamp(op * torch.exp(power), max=ALPHA_MAX)
         ok = (power <= 0) & (alpha >= ALPHA_MIN)
-        pixels.append((py * width + px)[ok])
+        pixels.append((py[ok] * width + px[ok]).long())
         gaussians.append(rank[ok])
         alphas.append(alpha[ok])
         start = stop
