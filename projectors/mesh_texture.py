@@ -21,7 +21,7 @@ from ..assets.mesh_data import MeshData
 from .base import Projector, SparseViewMap
 from .grid import grid_taps
 from .mesh_pull import PullTaps, pull_taps, pull_unproject
-from .raster import RasterResult, rasterize
+from .raster import RasterResult, preferred_device, rasterize
 
 SAMPLING_MODES = ("bilinear", "nearest")
 UNPROJECTION_MODES = ("pull", "scatter")
@@ -79,7 +79,9 @@ class MeshTextureProjector(Projector):
         self.cos_exponent = float(cos_exponent)
         self.sampling = sampling
         self.backend = backend
-        self.raster = raster if raster is not None else rasterize(mesh, rig, hw, backend)
+        if raster is None:  # rasterise where it is fastest (nvdiffrast: CUDA), keep the result on the CPU
+            raster = rasterize(mesh, rig, hw, backend, preferred_device(backend)).to("cpu")
+        self.raster = raster
         if self.raster.hw != hw or self.raster.face_id.shape[0] != len(rig):
             raise ValueError(f"raster result is {self.raster.hw} x {self.raster.face_id.shape[0]} views, expected {hw} x {len(rig)}")
         bilinear, nearest = self._taps()

@@ -52,6 +52,11 @@ class RasterResult:
         """``[N, h, w]`` bool: pixel sees the mesh."""
         return self.face_id >= 0
 
+    def to(self, device) -> "RasterResult":
+        """A copy with every tensor on ``device``."""
+        fields = ("face_id", "bary", "uv", "depth", "normal", "view_cos")
+        return RasterResult(*(getattr(self, f).to(device) for f in fields), backend=self.backend)
+
     @property
     def hw(self) -> tuple[int, int]:
         return int(self.face_id.shape[1]), int(self.face_id.shape[2])
@@ -74,6 +79,13 @@ def available_backends() -> list[str]:
     except ImportError:
         pass
     return found + ["torch"]
+
+
+def preferred_device(backend: str = "auto") -> torch.device:
+    """Where ``backend`` rasterises fastest: CUDA for nvdiffrast (when importable with a GPU), else the CPU."""
+    if backend in ("auto", "nvdiffrast") and "nvdiffrast" in available_backends():
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def _pick_backend(backend: str, device: torch.device) -> str:

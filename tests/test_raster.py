@@ -93,6 +93,9 @@ def test_bad_arguments():
     if "nvdiffrast" not in available_backends():
         with pytest.raises(ValueError, match="not available"):
             rasterize(mesh, rig, (8, 8), backend="nvdiffrast")
+        from sync_canvas.projectors.raster import preferred_device
+
+        assert preferred_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="fov"):
         Camera(0, 0, 1.0, 180.0)
     assert math.isclose(np.linalg.norm(Camera(33, 12, 2.5, 50).position), 2.5)
