@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from .mesh_data import MeshData, MeshError, normalise_to_unit_box, validate_arrays
-from .mesh_uv import unwrap_uvs
+from .mesh_uv import unwrap_uvs, uv_overlap_fraction
 
 MESH_EXTENSIONS = (".obj", ".glb", ".gltf", ".ply", ".stl")
 UNWRAP_MODES = ("auto", "always", "never")
+MAX_UV_OVERLAP = 0.02  # "auto" re-unwraps meshes whose UV islands overlap more than this
 
 
 # --------------------------------------------------------------------------------------------------
@@ -30,8 +31,9 @@ UNWRAP_MODES = ("auto", "always", "never")
 def load_mesh(path: str | os.PathLike, unwrap: str = "auto", unwrap_resolution: int = 1024) -> MeshData:
     """Read a mesh file into a normalised, validated :class:`MeshData`.
 
-    ``unwrap``: "auto" unwraps only when the file has no usable UVs, "always" replaces its UVs,
-    "never" keeps the mesh UV-less when it has none (it cannot then be textured).
+    ``unwrap``: "auto" unwraps when the file has no usable UVs (none, outside [0, 1], or islands
+    overlapping by more than ``MAX_UV_OVERLAP`` of their area), "always" replaces its UVs, "never"
+    keeps the file's UVs as they are (a mesh without UVs cannot then be textured).
     """
     if unwrap not in UNWRAP_MODES:
         raise ValueError(f"unwrap must be one of {UNWRAP_MODES}, got {unwrap!r}")
@@ -52,6 +54,8 @@ def load_mesh(path: str | os.PathLike, unwrap: str = "auto", unwrap_resolution: 
         texture = None
     normalised, to_original = normalise_to_unit_box(vertices.astype(np.float64))
     mesh = MeshData(normalised, faces.astype(np.int64), uvs, texture, to_original, name)
+    if unwrap == "auto" and mesh.has_uvs and uv_overlap_fraction(mesh) > MAX_UV_OVERLAP:
+        mesh.uvs, mesh.texture = None, None
     if unwrap == "always" or (unwrap == "auto" and not mesh.has_uvs):
         mesh = unwrap_uvs(mesh, resolution=unwrap_resolution)
     return mesh

@@ -31,3 +31,27 @@ def unwrap_uvs(mesh: MeshData, resolution: int = 1024, padding: int = 4) -> Mesh
     return mesh.with_uvs(
         mesh.vertices[vmapping].astype(np.float32), indices.astype(np.int64), np.clip(uvs, 0, 1).astype(np.float32)
     )
+
+
+def uv_overlap_fraction(mesh: MeshData, size: int = 256) -> float:
+    """Fraction of the UV area covered more than once (mirrored or stacked UV islands), in [0, 1).
+
+    Computed as ``1 - union / sum`` of the UV triangles' areas, the union measured by rasterising the
+    atlas at ``size x size``. Overlapping UVs make two surface points share one texel, which
+    synchronization cannot resolve, so ``load_mesh(unwrap="auto")`` re-unwraps such meshes.
+    """
+    import torch
+
+    from ..projectors.raster_torch import rasterize_screen  # lazy: projectors import assets
+
+    if not mesh.has_uvs:
+        raise MeshError(f"{mesh.source}: mesh has no UVs")
+    uv = torch.as_tensor(mesh.uvs, dtype=torch.float64)[torch.as_tensor(mesh.faces)]
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    total = float((e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]).abs().sum() / 2)
+    if total <= 0:
+        return 0.0
+    fx, fy = uv[..., 0] * size, (1 - uv[..., 1]) * size
+    face_id, _ = rasterize_screen(fx, fy, torch.ones_like(fx), size, size)
+    union = float((face_id >= 0).double().mean())
+    return max(0.0, 1.0 - union / total)

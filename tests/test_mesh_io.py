@@ -88,6 +88,20 @@ def test_unwrap_always_replaces_uvs_and_keeps_geometry(torus):
     assert 0.2 < area <= 1.0
 
 
+def test_overlapping_uvs_are_detected_and_reunwrapped(tmp_path, torus):
+    from sync_canvas.assets.mesh_uv import uv_overlap_fraction
+
+    assert uv_overlap_fraction(torus) < 0.01 and uv_overlap_fraction(procedural.cube(2)) < 0.01
+    mirrored = procedural.torus(24, 12)
+    mirrored.uvs = mirrored.uvs.copy()
+    mirrored.uvs[:, 0] = 0.5 - np.abs(mirrored.uvs[:, 0] - 0.5)  # right half mirrors the left half
+    assert uv_overlap_fraction(mirrored) > 0.4
+    export_glb(mirrored, _texture(), tmp_path, "mirrored")
+    assert uv_overlap_fraction(load_mesh(tmp_path / "mirrored.glb")) < 0.01  # auto re-unwrapped
+    kept = load_mesh(tmp_path / "mirrored.glb", unwrap="never")
+    np.testing.assert_allclose(kept.uvs, mirrored.uvs, atol=1e-5)
+
+
 # ---- malformed input: clear errors, nothing written ------------------------------------------------
 def test_truncated_glb(tmp_path, torus):
     path = export_glb(torus, _texture(), tmp_path, "full")
