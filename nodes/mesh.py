@@ -78,7 +78,7 @@ class SyncCanvasLoadMesh(io.ComfyNode):
             description="Loads an OBJ(+MTL), GLB/GLTF, PLY or STL from the input folder: parts merged, normalised to the unit box, UVs kept or made with xatlas.",
             inputs=[
                 io.Combo.Input("mesh", options=input_mesh_files(), tooltip="Mesh file in ComfyUI's input folder (or its 3d/ sub-folder)."),
-                io.Combo.Input("unwrap", options=["auto", "always", "never"], default="auto", tooltip="auto: make UVs with xatlas only when the file has none; always: replace the file's UVs."),
+                io.Combo.Input("unwrap", options=["auto", "always", "never"], default="auto", tooltip="auto: make UVs with xatlas when the file has none or its UV islands overlap (mirrored halves); always: replace the file's UVs; never: keep them."),
             ],
             outputs=[
                 SyncMesh.Output("sync_mesh", tooltip="The mesh for SyncCanvas camera rigs and projectors."),
