@@ -131,6 +131,17 @@ class SplatProjector(Projector):
             out.index_add_(0, gid, self.weights.alpha[i][pix] * wt * wt)
         return out
 
+    def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(coverage ``[G]``, Jacobi diagonal ``[G]``) of a view selection: geometry only, so cached
+        (the sampler fuses the same selections every step)."""
+        cache = self.__dict__.setdefault("_fixed_cache", {})
+        key = None if all_views else tuple(ids.tolist())
+        if key not in cache or cache[key][1].device != self.device:
+            if len(cache) >= 32:
+                cache.clear()
+            cache[key] = (self.coverage(ids), self._jacobi(ids))
+        return cache[key]
+
     def aggregate(
         self,
         w: torch.Tensor,
@@ -151,14 +162,14 @@ class SplatProjector(Projector):
         work = torch.float64 if w.dtype == torch.float64 else torch.float32
         wv = w.to(work)
         rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
-        mask = self.coverage(ids).to(work).unsqueeze(0)
-        row_sum = self._normal_operator(torch.ones(1, self.canonical_size, dtype=work, device=w.device), ids)
-        guess = rhs / row_sum.clamp_min(1e-12)
+        covered, diag = self._fixed_terms(ids, views is None)
+        mask = covered.to(work).unsqueeze(0)
+        diag = diag.to(work).clamp_min(1e-12).unsqueeze(0)
         if previous is None:
-            z = guess * mask
+            row_sum = self._normal_operator(torch.ones(1, self.canonical_size, dtype=work, device=w.device), ids)
+            z = rhs / row_sum.clamp_min(1e-12) * mask
         else:
             z = previous.to(work).reshape(rhs.shape).clone()
-        diag = self._jacobi(ids).to(work).clamp_min(1e-12).unsqueeze(0)
         r = (rhs - self._normal_operator(z, ids)) * mask
         stop = tolerance * rhs.norm(dim=1, keepdim=True).clamp_min(1e-12)
         zr = r / diag
