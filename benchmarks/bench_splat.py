@@ -78,6 +78,8 @@ def main() -> None:
     z_prev = torch.randn(4, g)
     x0_views = latent.project(torch.randn(4, g)) + 0.1 * torch.randn(args.views, 4, args.size // 8, args.size // 8)
     t_latent_project, _ = seconds(lambda: latent.project(z_prev))
+    # the first fuse of a view selection also caches its coverage and Jacobi diagonal (geometry only)
+    t_latent_first, _ = seconds(lambda: latent.aggregate(x0_views, previous=z_prev, iterations=0))
     t_latent_fuse, _ = seconds(lambda: latent.aggregate(x0_views, previous=z_prev, iterations=30, tolerance=0))
 
     # RGB fuse (paper A1.4): 3-channel decoded views at full resolution; a few CG iterations, scaled
@@ -85,6 +87,7 @@ def main() -> None:
     rgb_views = rgb.project(torch.rand(3, g))
     t_rgb_project, _ = seconds(lambda: rgb.project(rgb_prev))
     k = args.rgb_cg_iterations
+    t_rgb_first, _ = seconds(lambda: rgb.aggregate(rgb_views, previous=rgb_prev, iterations=0))
     t_rgb_setup, _ = seconds(lambda: rgb.aggregate(rgb_views, previous=rgb_prev, iterations=0))
     t_rgb_k, _ = seconds(lambda: rgb.aggregate(rgb_views, previous=rgb_prev, iterations=k, tolerance=0))
     t_rgb_fuse = t_rgb_setup + (t_rgb_k - t_rgb_setup) * 30 / max(k, 1)
@@ -103,8 +106,10 @@ def main() -> None:
     row(f"precompute latent weights ({args.views} x {args.size // 8}^2, once)", t_latent_pre)
     row(f"precompute RGB weights ({args.views} x {args.size}^2, once)", t_rgb_pre)
     row("latent project (render 4 channels, all views)", t_latent_project)
+    row("latent fuse, first call (0 it., fills cache)", t_latent_first)
     row("latent fuse per step (PCG 30 it.)", t_latent_fuse)
     row("RGB project (render 3 channels, all views)", t_rgb_project)
+    row("RGB fuse, first call (0 it., fills cache)", t_rgb_first)
     row(f"RGB fuse per step (PCG 30 it., from {k} it.)", t_rgb_fuse)
     if t_unet:
         row(f"UNet forward, {args.views} views (from batch {args.unet_batch})", t_unet)
