@@ -4,9 +4,10 @@
 #
 #   scripts/demo.sh [CHECKPOINT]
 #
-#   CHECKPOINT / $SYNC_CHECKPOINT  a checkpoint file in your ComfyUI's models/checkpoints (e.g.
+#   CHECKPOINT / $SYNC_CHECKPOINT  a checkpoint: a path to the file, or its name in your ComfyUI's models/checkpoints (e.g.
 #                                  v1-5-pruned-emaonly.safetensors). Without one, a tiny random-weight
 #                                  demo model is built and used: the run is real, the picture is noise.
+#   $SYNC_CONTROLNET               depth ControlNet (path or name) for the depth workflows with your checkpoint
 #   $SYNC_WORKFLOW                 API-format workflow to run (default: workflows/wide_panorama_api.json,
 #                                  else the first workflows/*_api.json)
 #   $SYNC_FAST                     1: fewer steps, smaller canvas (default with the demo model, which is
@@ -42,6 +43,7 @@ else
   echo "demo: no checkpoint given (first argument or SYNC_CHECKPOINT): using the tiny random-weight demo model" >&2
   fast="${SYNC_FAST:-1}"
 fi
+[[ -n "${SYNC_CONTROLNET:-}" ]] && args+=(--controlnet "$SYNC_CONTROLNET")
 [[ "$fast" == 1 ]] && args+=(--fast)
 
 echo "demo: $py scripts/run_workflow.py ${args[*]}" >&2

@@ -134,6 +134,26 @@ def workflow_input_files(workflow: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
+def link_model_file(name: str | None, models_dir: pathlib.Path, kind: str) -> str | None:
+    """A model given as a path to a file is linked into models_dir/kind and named by its file name;
+    a bare name is left for ComfyUI to find in its own models folders."""
+    if name is None or not (os.sep in name or pathlib.Path(name).is_file()):
+        return name
+    path = pathlib.Path(name).expanduser().absolute()  # not resolve(): a linked file keeps its own name
+    if not path.is_file():
+        raise SystemExit(f"run_workflow: {kind} file {name!r} does not exist")
+    link = models_dir / kind / path.name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        if link.resolve() == path.resolve():
+            return path.name
+        if not link.is_symlink():
+            raise SystemExit(f"run_workflow: {link} exists and is another file; rename {name!r}")
+        link.unlink()
+    link.symlink_to(path)
+    return path.name
+
+
 def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, python: str = sys.executable) -> None:
     """Builds the tiny demo models in a child process (keeps comfy out of this process); skips existing files."""
     if (models_dir / "checkpoints" / TINY_CHECKPOINT).is_file() and (models_dir / "controlnet" / TINY_CONTROLNET).is_file():
@@ -171,10 +191,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("workflow", type=pathlib.Path, help="API-format (.._api.json) or UI-format workflow file")
-    parser.add_argument("--checkpoint", help="checkpoint file name in your ComfyUI's models/checkpoints "
-                        "(default: $SYNC_CHECKPOINT, else the tiny random-weight demo model)",
+    parser.add_argument("--checkpoint", help="checkpoint: a file name in your ComfyUI's models/checkpoints or a path "
+                        "to a file (default: $SYNC_CHECKPOINT, else the tiny random-weight demo model)",
                         default=os.environ.get("SYNC_CHECKPOINT") or None)
-    parser.add_argument("--controlnet", help="ControlNet file name for ControlNetLoader nodes (default: unchanged "
+    parser.add_argument("--controlnet", help="ControlNet (file name or path) for ControlNetLoader nodes (default: unchanged "
                         "with --checkpoint, the tiny demo ControlNet without)")
     parser.add_argument("--fast", action="store_true", help="fewer steps and smaller canvases (tests, smoke runs)")
     parser.add_argument("--output", type=pathlib.Path, help="copy the output files into this folder")
@@ -189,6 +209,8 @@ def main(argv=None) -> int:
         parser.error("set COMFYUI_PATH (scripts/setup.sh prints it) or pass --comfyui PATH")
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
+    args.checkpoint = link_model_file(args.checkpoint, args.models_dir, "checkpoints")
+    args.controlnet = link_model_file(args.controlnet, args.models_dir, "controlnet")
     report = {"workflow": str(args.workflow), "checkpoint": args.checkpoint or f"{TINY_CHECKPOINT} (tiny demo, random weights)"}
     total = time.perf_counter()
     if args.checkpoint is None:

@@ -206,3 +206,17 @@ def test_fast_caps_view_and_frame_counts_but_not_string_view_lists():
     assert out["2"]["inputs"] == {"frames": 4, "size": 64}
     assert out["3"]["inputs"] == {"size": 64, "views": "identity, rotate_cw"}
     assert len(changes) == 5
+
+
+def test_a_model_given_as_a_path_is_linked_into_the_models_folder(tmp_path):
+    from run_workflow import link_model_file
+
+    weights = tmp_path / "elsewhere" / "my_model.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"not really weights")
+    models = tmp_path / "models"
+    assert link_model_file(str(weights), models, "checkpoints") == "my_model.safetensors"
+    assert (models / "checkpoints" / "my_model.safetensors").resolve() == weights.resolve()
+    assert link_model_file("plain_name.safetensors", models, "checkpoints") == "plain_name.safetensors"
+    with pytest.raises(SystemExit, match="does not exist"):
+        link_model_file(str(tmp_path / "missing" / "x.safetensors"), models, "checkpoints")
