@@ -122,7 +122,8 @@ class ComfyServer:
         start = time.perf_counter()
         # Own process group, so stop() also reaches anything the server spawned.
         self.process = subprocess.Popen(cmd, cwd=self.comfyui_path, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})  # log readable while running
         try:
             self._wait_ready()
         except BaseException:

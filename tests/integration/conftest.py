@@ -26,6 +26,7 @@ SKIP_REASON = "set COMFYUI_PATH to a ComfyUI checkout to run the real-ComfyUI in
 
 _skipped_for_missing_comfyui: list[str] = []
 RUN_LOG: list[tuple[str, float]] = []  # (workflow name, seconds) of every workflow that ran through ComfyUI
+_SESSION: dict[str, float] = {}  # server launch time and startup seconds, for the summary
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,9 +49,11 @@ def pytest_unconfigure(config):
     elif RUN_LOG:
         seconds = sum(s for _, s in RUN_LOG)
         names = ", ".join(sorted({name for name, _ in RUN_LOG}))
+        wall = time.perf_counter() - _SESSION["server_started"] if "server_started" in _SESSION else float("nan")
         terminalreporter.write_sep(
             "=", f"ComfyUI integration: {len({n for n, _ in RUN_LOG})} workflows ran through a real ComfyUI "
-                 f"in {seconds:.1f} s of prompt time ({names})", green=True)
+                 f"in {seconds:.1f} s of prompt time ({names}); server up {_SESSION.get('startup', 0):.1f} s "
+                 f"after launch, {wall:.0f} s from launch to the end of the run", green=True)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +71,9 @@ def comfy(tiny_models_dir, tmp_path_factory):
     from comfy_server import ComfyServer
 
     server = ComfyServer(COMFYUI_PATH, models_dir=tiny_models_dir, work_dir=tmp_path_factory.mktemp("comfyui"))
+    _SESSION["server_started"] = time.perf_counter()
     server.start()
+    _SESSION["startup"] = server.startup_seconds
     from run_workflow import workflow_input_files
 
     server.add_input_files(workflow_input_files(REPO / "workflows" / "any.json"))  # LoadImage files of the workflows
