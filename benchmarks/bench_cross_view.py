@@ -95,13 +95,14 @@ def model_call(model, x, context):
 def interleaved_seconds(calls: dict, repeats: int) -> dict:
     """{name: [seconds]}: settings take turns each round so load from other jobs hits all of them."""
     times = {name: [] for name in calls}
-    for name, call in calls.items():                       # warm-up round, not counted
-        call()
-    for _ in range(repeats):
+    for round_index in range(repeats + 1):                  # round 0 warms up and is not counted
         for name, call in calls.items():
             start = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            print(f"  round {round_index}: {name:34s} {seconds:7.2f} s", file=sys.stderr, flush=True)
+            if round_index:
+                times[name].append(seconds)
     return times
 
 
