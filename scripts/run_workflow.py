@@ -4,7 +4,8 @@
     python scripts/run_workflow.py workflows/wide_panorama_api.json [--checkpoint NAME] [--fast] [--output DIR]
 
 - Starts `main.py --cpu` from $COMFYUI_PATH on a free port; its custom_nodes path is a temporary folder
-  holding only a link to this pack, its outputs go to a temporary folder (copied to --output).
+  holding only a link to this pack, its outputs go to a temporary folder and are copied to --output
+  (default ./output), keeping their sub-folders.
 - Takes an API-format graph, or a UI-format workflow (converted with the server's /object_info, as
   the graph editor would).
 - Every CheckpointLoaderSimple is pointed at --checkpoint (a file in your ComfyUI's models/checkpoints),
@@ -197,7 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--controlnet", help="ControlNet (file name or path) for ControlNetLoader nodes (default: unchanged "
                         "with --checkpoint, the tiny demo ControlNet without)")
     parser.add_argument("--fast", action="store_true", help="fewer steps and smaller canvases (tests, smoke runs)")
-    parser.add_argument("--output", type=pathlib.Path, help="copy the output files into this folder")
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("output"),
+                        help="copy the output files into this folder (default: ./output; the server's own "
+                             "output folder is temporary)")
     parser.add_argument("--comfyui", type=pathlib.Path, default=os.environ.get("COMFYUI_PATH"),
                         help="ComfyUI checkout (default: $COMFYUI_PATH)")
     parser.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
@@ -232,9 +235,7 @@ def main(argv=None) -> int:
             if entry is not None:
                 files = server.output_files(entry)
                 report.update(status=status_of(entry), error=error_message(entry), run_seconds=round(entry["seconds"], 2))
-                if args.output is not None:
-                    args.output.mkdir(parents=True, exist_ok=True)
-                    files = [_copy_keeping_subfolder(f, server.output_dir, args.output) for f in files]
+                files = [_copy_keeping_subfolder(f, server.output_dir, args.output.resolve()) for f in files]
                 report["outputs"] = [f"{f} ({size})" for f, size in zip(files, image_sizes(files))]
                 if report["status"] != "success":
                     report["server_log_tail"] = server.log_tail(2000)
