@@ -83,7 +83,7 @@ class ComfyServer:
     """
 
     def __init__(self, comfyui_path, models_dir=None, work_dir=None, python=None, port=None,
-                 extra_args=(), startup_timeout=180.0, pack_root=PACK_ROOT):
+                 extra_args=(), startup_timeout=180.0, pack_root=PACK_ROOT, cpu=True):
         self.comfyui_path = pathlib.Path(comfyui_path).resolve()
         if not (self.comfyui_path / "main.py").is_file():
             raise ValueError(f"COMFYUI_PATH={str(self.comfyui_path)!r} has no main.py: not a ComfyUI checkout")
@@ -94,6 +94,7 @@ class ComfyServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = list(extra_args)
+        self.cpu = cpu  # tests always run on the CPU; the runner uses a GPU when torch sees one
         self.startup_timeout = startup_timeout
         self.pack_root = pathlib.Path(pack_root).resolve()
         self.output_dir = self.work_dir / "output"
@@ -113,7 +114,7 @@ class ComfyServer:
             link.symlink_to(self.pack_root, target_is_directory=True)
         yaml_path = self.work_dir / "extra_model_paths.yaml"
         write_extra_model_paths(yaml_path, custom_nodes, self.models_dir)
-        cmd = [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--extra-model-paths-config", str(yaml_path), "--output-directory", str(self.output_dir),
                "--temp-directory", str(self.work_dir / "temp"), "--input-directory", str(self.input_dir),
                "--user-directory", str(self.work_dir / "user"), "--database-url", f"sqlite:///{self.work_dir / 'user' / 'comfyui.db'}",

@@ -3,7 +3,7 @@
 
     python scripts/run_workflow.py workflows/wide_panorama_api.json [--checkpoint NAME] [--fast] [--output DIR]
 
-- Starts `main.py --cpu` from $COMFYUI_PATH on a free port; its custom_nodes path is a temporary folder
+- Starts ComfyUI's `main.py` from $COMFYUI_PATH on a free port (on the GPU if torch sees one, else --cpu); its custom_nodes path is a temporary folder
   holding only a link to this pack, its outputs go to a temporary folder and are copied to --output
   (default ./output), keeping their sub-folders.
 - Takes an API-format graph, or a UI-format workflow (converted with the server's /object_info, as
@@ -155,6 +155,12 @@ def link_model_file(name: str | None, models_dir: pathlib.Path, kind: str) -> st
     return path.name
 
 
+def gpu_available(python: str = sys.executable) -> bool:
+    """Whether ComfyUI's torch sees a CUDA device (asked in a child process: importing torch here is slow)."""
+    probe = "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"
+    return subprocess.run([python, "-c", probe], capture_output=True).returncode == 0
+
+
 def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, python: str = sys.executable) -> None:
     """Builds the tiny demo models in a child process (keeps comfy out of this process); skips existing files."""
     if (models_dir / "checkpoints" / TINY_CHECKPOINT).is_file() and (models_dir / "controlnet" / TINY_CONTROLNET).is_file():
@@ -205,6 +211,8 @@ def main(argv=None) -> int:
                         help="ComfyUI checkout (default: $COMFYUI_PATH)")
     parser.add_argument("--models-dir", type=pathlib.Path, default=DEFAULT_MODELS_DIR,
                         help=f"where the tiny demo models live (default: {DEFAULT_MODELS_DIR})")
+    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="auto: the GPU when torch sees one, else the CPU")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the prompt")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args(argv)
@@ -219,7 +227,9 @@ def main(argv=None) -> int:
     if args.checkpoint is None:
         ensure_tiny_models(args.models_dir.resolve(), args.comfyui.resolve())
     try:
-        with ComfyServer(args.comfyui, models_dir=args.models_dir) as server:
+        cpu = args.device == "cpu" or (args.device == "auto" and not gpu_available())
+        report["device"] = "cpu" if cpu else "gpu"
+        with ComfyServer(args.comfyui, models_dir=args.models_dir, cpu=cpu) as server:
             report["startup_seconds"] = round(server.startup_seconds, 1)
             inputs = workflow_input_files(args.workflow)
             if inputs:
@@ -251,7 +261,7 @@ def _print_report(report: dict, as_json: bool) -> None:
         print(json.dumps(report, indent=1))
         return
     print(f"workflow:   {report['workflow']} ({report.get('format', '?')} format)")
-    print(f"checkpoint: {report['checkpoint']}")
+    print(f"checkpoint: {report['checkpoint']} on the {report.get('device', '?').upper()}")
     if report.get("input_files"):
         print(f"inputs:     copied {', '.join(report['input_files'])} into the server's input folder")
     for change in report.get("changes", []):
