@@ -91,16 +91,30 @@ def validate_ui_workflow(ui: dict, object_info: dict) -> list[str]:
     Checks the schema-0.4 shape, link/slot consistency both ways, socket and output types against
     /object_info, that every required socket is connected, and widgets_values count and kinds.
     """
-    problems: list[str] = []
+    problems = _check_top_level(ui)
+    if problems:
+        return problems
+    nodes, problems = _check_node_fields(ui)
+    problems += _check_links(ui, nodes)
+    for node in nodes.values():
+        problems += _check_node_against_definition(node, object_info, f"node {node.get('id')!r} ({node.get('type')})")
+    return problems
+
+
+def _check_top_level(ui: dict) -> list[str]:
+    problems = []
     for key, kind in (("last_node_id", (int, str)), ("last_link_id", int), ("nodes", list), ("links", list),
                       ("version", (int, float))):
         if key not in ui:
             problems.append(f"top level: missing required key {key!r}")
         elif not isinstance(ui[key], kind) or isinstance(ui[key], bool):
             problems.append(f"top level: {key!r} has type {type(ui[key]).__name__}")
-    if problems:
-        return problems
-    nodes = {}
+    return problems
+
+
+def _check_node_fields(ui: dict) -> tuple[dict, list[str]]:
+    """({node id: node}, problems with the required node fields and ids)."""
+    problems, nodes = [], {}
     for node in ui["nodes"]:
         where = f"node {node.get('id')!r} ({node.get('type')})"
         for key, kind in (("id", (int, str)), ("type", str), ("pos", (list, dict)), ("size", (list, dict)),
@@ -116,8 +130,12 @@ def validate_ui_workflow(ui: dict, object_info: dict) -> list[str]:
     int_ids = [n for n in nodes if isinstance(n, int)]
     if int_ids and isinstance(ui["last_node_id"], int) and ui["last_node_id"] < max(int_ids):
         problems.append(f"top level: last_node_id {ui['last_node_id']} < largest node id {max(int_ids)}")
+    return nodes, problems
 
-    links = _links_by_id(ui)
+
+def _check_links(ui: dict, nodes: dict) -> list[str]:
+    """Every link 6-tuple agrees with both ends' slots, and every slot's link ids name such a link."""
+    problems, links = [], _links_by_id(ui)
     for link in ui["links"]:
         if not (isinstance(link, list) and len(link) == 6):
             problems.append(f"link {link!r}: must be [id, origin_id, origin_slot, target_id, target_slot, type]")
@@ -147,7 +165,6 @@ def validate_ui_workflow(ui: dict, object_info: dict) -> list[str]:
             for link_id in out.get("links") or []:
                 if link_id not in links or links[link_id][1] != node["id"] or links[link_id][2] != slot:
                     problems.append(f"{where}: output {out.get('name')!r} names link {link_id} that does not start here")
-        problems += _check_node_against_definition(node, object_info, where)
     return problems
 
 
