@@ -41,7 +41,13 @@ def _mesh_graph(prompt: str, rig: str, mode: str, steps: int, prefix: str) -> li
         Node(8, "ControlNetLoader", {"control_net_name": bw.DEPTH_CONTROLNET}),
         Node(9, "ControlNetApplyAdvanced", {"positive": link(2), "negative": link(3), "control_net": link(8),
                                             "image": link(7, 0), "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}),
-        bw._sampler(10, link(9, 0), link(9, 1), link(6), steps=steps, cfg=15.5, mode=mode),
+        # SyncTweedies A1.3 / SyncMVD: each view also attends to its 2 most-overlapping views and, for the first
+        # 20% of the schedule, to the front view 0. Off for StochSync: its groups share no neighbours.
+        Node(16, "SyncCanvasCrossViewAttention", {"model": link(1), "projector": link(6), "neighbours": "overlap",
+                                                  "max_neighbours": 2, "weight": 0.0 if mode == "stochsync" else 1.0,
+                                                  "reference_view": 0, "reference_end": 0.2},
+             "Cross-view attention (off)" if mode == "stochsync" else "Cross-view attention (SyncMVD)"),
+        bw._sampler(10, link(9, 0), link(9, 1), link(6), steps=steps, cfg=15.5, mode=mode, model=link(16)),
         Node(11, "SyncCanvasSaveTexturedMesh", {"projector": link(6), "texture": link(10, 1),
                                                 "filename_prefix": f"SyncCanvas/{prefix}", "format": "glb+obj"}),
         Node(12, "SaveImage", {"images": link(10, 1), "filename_prefix": f"SyncCanvas/{prefix}_texture"}),
