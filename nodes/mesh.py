@@ -128,8 +128,8 @@ class SyncCanvasCameraRig(io.ComfyNode):
             category=MESH_CATEGORY,
             description="Cameras around the mesh. paper: SyncTweedies/SyncMVD (8 views every 45 deg + 2 from 30 deg above). stochsync: groups of 4 views 90 deg apart. custom: your azimuth:elevation list.",
             inputs=[
-                SyncMesh.Input("sync_mesh"),
-                io.Combo.Input("rig", options=["paper", "stochsync", "custom"], default="paper"),
+                SyncMesh.Input("sync_mesh", tooltip="The mesh (from Load Mesh) whose size the camera distance is fitted to."),
+                io.Combo.Input("rig", options=["paper", "stochsync", "custom"], default="paper", tooltip="paper: SyncTweedies/SyncMVD's 10 views; stochsync: alternating non-overlapping 4-view groups; custom: the views list below."),
                 io.String.Input("views", default="0:0, 90:0, 180:0, 270:0", tooltip="custom only: comma-separated azimuth:elevation pairs in degrees."),
                 io.Float.Input("fov", default=60.0, min=5.0, max=150.0, step=1.0, tooltip="Vertical field of view in degrees."),
                 io.Float.Input("distance", default=0.0, min=0.0, max=100.0, step=0.05, tooltip="Camera distance in unit-box units; 0 fits the mesh into the view."),
@@ -157,8 +157,8 @@ class SyncCanvasMeshProjector(io.ComfyNode):
             category=MESH_CATEGORY,
             description="The mesh's UV texture seen by the cameras (SyncTweedies A1.3): views are renders, texels are fused weighted by cos(view, normal)^k.",
             inputs=[
-                SyncMesh.Input("sync_mesh"),
-                SyncCameras.Input("cameras"),
+                SyncMesh.Input("sync_mesh", tooltip="The mesh (from Load Mesh) to texture; its UVs define the texture."),
+                SyncCameras.Input("cameras", tooltip="The views to render (from SyncCanvas Camera Rig)."),
                 io.Int.Input("view_size", default=768, min=64, max=4096, step=8, tooltip="View size in pixels (paper: 768 = 96 latent)."),
                 io.Int.Input("texture_size", default=1024, min=64, max=8192, step=8, tooltip="RGB texture size (paper: 1024)."),
                 io.Float.Input("latent_texture_ratio", default=1.5, min=0.125, max=4.0, step=0.125, tooltip="Latent texture side / RGB texture side (paper: 1536 / 1024 = 1.5)."),
@@ -211,7 +211,7 @@ class SyncCanvasMeshEditStart(io.ComfyNode):
             inputs=[
                 projector_input(),
                 io.Image.Input("texture", tooltip="The existing texture (resized to the projector's texture size)."),
-                io.Vae.Input("vae"),
+                io.Vae.Input("vae", tooltip="The VAE of your checkpoint; encodes the existing texture as the SDEdit start."),
             ],
             outputs=[io.Latent.Output("latent", tooltip="Canonical latent texture for the sampler's latent input.")],
         )
@@ -237,9 +237,9 @@ class SyncCanvasMeshTurntable(io.ComfyNode):
             inputs=[
                 projector_input("The mesh projector (its mesh is rendered)."),
                 io.Image.Input("texture", tooltip="The texture (e.g. the SyncCanvas KSampler's canonical IMAGE)."),
-                io.Int.Input("frames", default=24, min=1, max=720),
+                io.Int.Input("frames", default=24, min=1, max=720, tooltip="Number of turntable frames (one full turn)."),
                 io.Int.Input("size", default=512, min=16, max=4096, step=8, tooltip="Frame size in pixels."),
-                io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0),
+                io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0, tooltip="Camera elevation of the turntable in degrees."),
                 io.Float.Input("background", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Grey level behind the mesh."),
             ],
             outputs=[io.Image.Output("images", tooltip="One image per frame.")],
@@ -265,7 +265,7 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
                 projector_input("The mesh projector (its mesh and UVs are saved)."),
                 io.Image.Input("texture", tooltip="The texture (e.g. the SyncCanvas KSampler's canonical IMAGE)."),
                 io.String.Input("filename_prefix", default="SyncCanvas/mesh", tooltip="Inside the output folder; no '..' or absolute paths."),
-                io.Combo.Input("format", options=["glb", "obj", "glb+obj"], default="glb"),
+                io.Combo.Input("format", options=["glb", "obj", "glb+obj"], default="glb", tooltip="glb: one file, texture embedded; obj: OBJ + MTL + PNG; or both."),
             ],
             outputs=[io.Mesh.Output("mesh", tooltip="ComfyUI's MESH (geometry only) of the saved mesh.")],
             is_output_node=True,

@@ -72,13 +72,13 @@ class SyncCanvasSplatOrbit(io.ComfyNode):
             category=SPLAT_CATEGORY,
             description="Cameras on an orbit fitted to the scene (robust centre and radius): golden-angle azimuths, elevations spread over a range. Paper: 50 views.",
             inputs=[
-                SyncSplat.Input("splat"),
+                SyncSplat.Input("splat", tooltip="The Gaussian-splat scene (from SyncCanvas Load Splat)."),
                 io.Int.Input("views", default=50, min=1, max=512, tooltip="Number of views (paper: 50)."),
                 io.Int.Input("view_size", default=512, min=64, max=4096, step=8, tooltip="View size in pixels (512 = 64x64 SD latents)."),
                 io.Float.Input("fov", default=50.0, min=5.0, max=150.0, step=1.0, tooltip="Vertical field of view in degrees."),
                 io.Combo.Input("up", options=["z", "y", "-y", "-z"], default="z", tooltip="The scene's up axis (Blender/NeRF-synthetic: z; COLMAP scenes often -y)."),
-                io.Float.Input("elevation_min", default=-10.0, min=-85.0, max=85.0, step=1.0),
-                io.Float.Input("elevation_max", default=50.0, min=-85.0, max=85.0, step=1.0),
+                io.Float.Input("elevation_min", default=-10.0, min=-85.0, max=85.0, step=1.0, tooltip="Lowest camera elevation of the orbit in degrees."),
+                io.Float.Input("elevation_max", default=50.0, min=-85.0, max=85.0, step=1.0, tooltip="Highest camera elevation of the orbit in degrees."),
                 io.Float.Input("margin", default=1.1, min=0.3, max=4.0, step=0.05, tooltip="Camera distance factor; 1 = the scene's bounding sphere just fits."),
             ],
             outputs=[SyncSplatCameras.Output("cameras")],
@@ -98,7 +98,10 @@ class SyncCanvasSplatProjector(io.ComfyNode):
             display_name="SyncCanvas Gaussian Splat",
             category=SPLAT_CATEGORY,
             description="The splat colours seen by the cameras (SyncTweedies Sec. 5.3, n-to-1): views are alpha-composited renders; fusing fits the colours by least squares. Use Case 2 with rgb_every_step (paper A1.4).",
-            inputs=[SyncSplat.Input("splat"), SyncSplatCameras.Input("cameras")],
+            inputs=[
+                SyncSplat.Input("splat", tooltip="The Gaussian-splat scene whose colours are generated."),
+                SyncSplatCameras.Input("cameras", tooltip="The views to denoise (from SyncCanvas Splat Orbit)."),
+            ],
             outputs=[SyncProjector.Output("projector")],
         )
 
@@ -146,11 +149,11 @@ class SyncCanvasSplatTurntable(io.ComfyNode):
             description="Renders the scene turning once around, with colours fitted to the given views (e.g. the SyncCanvas KSampler's views IMAGE), or its own colours when no views are given.",
             inputs=[
                 projector_input("The splat projector."),
-                SyncSplat.Input("splat"),
+                SyncSplat.Input("splat", tooltip="The Gaussian-splat scene (from SyncCanvas Load Splat)."),
                 io.Image.Input("views", optional=True, tooltip="One image per projector view; omitted: the file's own (DC) colours."),
-                io.Int.Input("frames", default=24, min=1, max=720),
-                io.Int.Input("size", default=512, min=16, max=4096, step=8),
-                io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0),
+                io.Int.Input("frames", default=24, min=1, max=720, tooltip="Number of turntable frames (one full turn)."),
+                io.Int.Input("size", default=512, min=16, max=4096, step=8, tooltip="Width and height of each frame in pixels."),
+                io.Float.Input("elevation", default=15.0, min=-80.0, max=80.0, step=1.0, tooltip="Camera elevation of the turntable in degrees."),
                 io.Float.Input("background", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Grey level behind the scene."),
             ],
             outputs=[io.Image.Output("turntable", tooltip="One image per frame.")],
@@ -173,7 +176,7 @@ class SyncCanvasSaveSplat(io.ComfyNode):
             description="Fits the splat colours to the views (e.g. the SyncCanvas KSampler's views IMAGE) and writes a new 3DGS .ply to the output folder; geometry is copied unchanged and the input file is never touched.",
             inputs=[
                 projector_input("The splat projector the views came from."),
-                SyncSplat.Input("splat"),
+                SyncSplat.Input("splat", tooltip="The Gaussian-splat scene (from SyncCanvas Load Splat)."),
                 io.Image.Input("views", tooltip="One RGB image per projector view."),
                 io.String.Input("filename_prefix", default="SyncCanvas/splat", tooltip="Inside the output folder; no '..' or absolute paths."),
                 io.Boolean.Input("keep_higher_sh", default=False, tooltip="Keep the file's view-dependent SH terms (off: zeroed, so the new colours show from every side)."),
