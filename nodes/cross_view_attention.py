@@ -147,8 +147,9 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
                 reference_end, start, end, input_blocks=True, middle_block=True, output_blocks=True) -> io.NodeOutput:
         blocks = tuple(b for b, on in zip(BLOCKS, (input_blocks, middle_block, output_blocks)) if on)
         return io.NodeOutput(patch_model(
-            model, projector, neighbours=neighbours, max_neighbours=max_neighbours, weight=weight, reference_view=reference_view,
-            reference_weight=reference_weight, reference_end=reference_end, start=start, end=end, blocks=blocks,
+            model, projector, neighbours=neighbours, max_neighbours=max_neighbours, weight=weight,
+            reference_view=reference_view, reference_weight=reference_weight, reference_end=reference_end,
+            start=start, end=end, blocks=blocks,
         ))
 
 
