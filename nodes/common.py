@@ -53,7 +53,10 @@ def tensor_to_image(x: torch.Tensor) -> torch.Tensor:
 
 
 def canvas_to_image(canvas: torch.Tensor) -> torch.Tensor:
-    """Canonical RGB ``[3, H, W]`` -> IMAGE ``[1, H, W, 3]``; stacked planes ``[3, M, H, W]`` -> ``[M, H, W, 3]``."""
+    """Canonical RGB ``[3, H, W]`` -> IMAGE ``[1, H, W, 3]``; stacked planes ``[3, M, H, W]`` -> ``[M, H, W, 3]``;
+    per-element colours ``[3, G]`` (splats) -> a one-pixel-high strip ``[1, 1, G, 3]``."""
+    if canvas.dim() == 2:
+        return tensor_to_image(canvas.unsqueeze(1))
     if canvas.dim() == 4:
         return tensor_to_image(canvas.movedim(0, 1))
     if canvas.dim() != 3:

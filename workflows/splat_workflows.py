@@ -9,8 +9,7 @@ splat_recolour: SyncTweedies Sec. 5.3 - keep a 3DGS scene's geometry and generat
 prompt: 50 views on an orbit (paper), 512 px views (64x64 latents), depth ControlNet on the splat's
 depth renders, Case 2, 30 DDIM steps, CFG 7.5. The synchronized canvas latent is rendered into latent
 views, decoded, and the splat colours are fitted to the decoded views in RGB (paper A1.4: the fit is
-done in RGB) and saved as a new .ply next to a turntable. It uses SamplerCustomAdvanced with the
-SyncCanvas SAMPLER because the SyncCanvas KSampler cannot yet show a splat canvas as its canonical IMAGE.
+done in RGB, every step, through the VAE: rgb_every_step) and saved as a new .ply next to a turntable.
 """
 
 from __future__ import annotations
@@ -41,19 +40,12 @@ def splat_recolour() -> list[Node]:
         Node(8, "ControlNetLoader", {"control_net_name": bw.DEPTH_CONTROLNET}),
         Node(9, "ControlNetApplyAdvanced", {"positive": link(2), "negative": link(3), "control_net": link(8),
                                             "image": link(7), "strength": 0.8, "start_percent": 0.0, "end_percent": 1.0}),
-        Node(10, "SyncCanvasEmptyLatent", {"projector": link(6), "channels": 4}),
-        Node(11, "SyncCanvasSamplerSelect", {"projector": link(6), "mode": "case_2", "eta": 0.0, "max_views_per_batch": 10}),
-        Node(12, "CFGGuider", {"model": link(1), "positive": link(9, 0), "negative": link(9, 1), "cfg": 7.5}),
-        Node(13, "BasicScheduler", {"model": link(1), "scheduler": "ddim_uniform", "steps": 30, "denoise": 1.0}),
-        Node(14, "RandomNoise", {"noise_seed": 0}),
-        Node(15, "SamplerCustomAdvanced", {"noise": link(14), "guider": link(12), "sampler": link(11),
-                                           "sigmas": link(13), "latent_image": link(10)}),
-        Node(16, "SyncCanvasProjectLatent", {"projector": link(6), "latent": link(15, 0)}),
-        Node(17, "VAEDecode", {"samples": link(16), "vae": link(1, 2)}),
-        Node(18, "SyncCanvasSaveSplat", {"projector": link(6), "splat": link(4), "views": link(17),
+        bw._sampler(10, link(9, 0), link(9, 1), link(6), steps=30, cfg=7.5, mode="case_2", max_views_per_batch=10,
+                    rgb_every_step=True),
+        Node(18, "SyncCanvasSaveSplat", {"projector": link(6), "splat": link(4), "views": link(10, 2),
                                          "filename_prefix": "SyncCanvas/splat_recolour", "keep_higher_sh": False}),
         Node(19, "SaveImage", {"images": link(18), "filename_prefix": "SyncCanvas/splat_recolour_views"}),
-        Node(20, "SyncCanvasSplatTurntable", {"projector": link(6), "splat": link(4), "views": link(17), "frames": 24,
+        Node(20, "SyncCanvasSplatTurntable", {"projector": link(6), "splat": link(4), "views": link(10, 2), "frames": 24,
                                               "size": 512, "elevation": 15.0, "background": 1.0}),
         Node(21, "SaveImage", {"images": link(20), "filename_prefix": "SyncCanvas/splat_recolour_turntable"}),
     ]
