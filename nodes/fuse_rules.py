@@ -173,9 +173,9 @@ def _outputs() -> list:
     ]
 
 
-def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options) -> io.NodeOutput:
-    lat_projector = latent_projector(projector, vae)
-    check_view_conditioning(positive, negative, projector.n_views)
+def run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options) -> tuple[torch.Tensor, str]:
+    """Samples the canonical latent ``[1, C, *S]`` with ``rule``; returns it with the report of what fused the views."""
+    check_view_conditioning(positive, negative, lat_projector.n_views)
     samples = canonical_latent(model, None, lat_projector)
     sigmas = sync_sigmas(model, "case_2", scheduler, steps, 1.0)
     noise = comfy.sample.prepare_noise(samples, seed)
@@ -190,6 +190,27 @@ def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler
                         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     report = sink.get("report", "")
     log.info("SyncCanvas %s: %s", rule, report)
+    return out, report
+
+
+def ksampler_mode_options(rule: str, eta: float) -> dict:
+    """The papers' defaults for a fuse rule picked as a mode of the SyncCanvas KSampler (the rule's own
+    node exposes every option): DDR on the canvas itself, no RePaint jumps; DDE without a coordinator
+    (= averaging, reported); SyncDiffusion w 20, decay 0.95, weight-free loss."""
+    if rule == "ddr":
+        return dict(eta=eta, representation="canvas", jump_length=0, jump_interval=1, jump_repeat=1,
+                    adam_steps=200, adam_lr=1e-4, consistent_noise=True)
+    if rule == "dde":
+        log.warning("SyncCanvas DDE: %s", AVERAGING)
+        return dict(eta=eta, coordinator=None)
+    if rule == "syncdiffusion":
+        return dict(weight=20.0, decay=0.95, first_steps=None, every=1, anchor_view=0, eta=eta, loss=None)
+    raise ValueError(f"unknown fuse rule {rule!r}; expected ddr, dde or syncdiffusion")
+
+
+def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options) -> io.NodeOutput:
+    lat_projector = latent_projector(projector, vae)
+    out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options)
     canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
     if vae is None:
         return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report, ui=ui.PreviewText(report))

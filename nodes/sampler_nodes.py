@@ -13,13 +13,15 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
 from ..samplers.stochsync import stochsync_sigmas
 from .common import CATEGORY, canvas_to_image, latent_projector, projector_input, tensor_to_image
 from .sync_sampling import (
     DEFAULT_MODE,
+    FUSE_RULE_MODES,
+    FUSE_RULE_TOOLTIP,
     MODE_TOOLTIP,
     MODES,
     check_view_conditioning,
@@ -78,7 +80,7 @@ class SyncCanvasKSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the canvas noise (and of the per-step noise)."),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Denoising steps (SyncTweedies panorama: 30; wide image: 50; StochSync: 25)."),
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("mode", options=list(MODES), default=DEFAULT_MODE, tooltip=MODE_TOOLTIP),
+                io.Combo.Input("mode", options=list(MODES + FUSE_RULE_MODES), default=DEFAULT_MODE, tooltip=MODE_TOOLTIP + FUSE_RULE_TOOLTIP),
                 io.Combo.Input("scheduler", options=list(comfy.samplers.SCHEDULER_NAMES), default="ddim_uniform", tooltip="Sigma schedule (ignored by stochsync, which uses t 900 -> 270)."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity: 0 deterministic, 1 = fresh noise each step (StochSync always uses 1)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Below 1 starts from the given latent (SDEdit)."),
@@ -98,6 +100,9 @@ class SyncCanvasKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta, denoise,
                 max_views_per_batch=0, inner_steps=25, vae=None, latent=None, rgb_every_step=False) -> io.NodeOutput:
+        if mode in FUSE_RULE_MODES:
+            return cls.execute_fuse_rule(model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta,
+                                         denoise, vae, latent)
         mode_case(mode)
         lat_projector = latent_projector(projector, vae)
         check_view_conditioning(positive, negative, projector.n_views)
@@ -127,6 +132,27 @@ class SyncCanvasKSampler(io.ComfyNode):
         # with a VAE the sampler always runs the final RGB synchronization, so both RGB results exist
         return io.NodeOutput(canvas, canvas_to_image(result.canonical_rgb.clamp(0, 1)),
                              tensor_to_image(result.views_rgb.clamp(0, 1)))
+
+    @classmethod
+    def execute_fuse_rule(cls, model, positive, negative, projector, seed, steps, cfg, rule, scheduler, eta, denoise,
+                          vae, latent) -> io.NodeOutput:
+        """DDR / DDE / SyncDiffusion with the papers' defaults; the report of what fused the views shows on the node."""
+        from .fuse_rules import ksampler_mode_options, run_fuse_rule  # fuse_rules imports this module
+
+        if denoise < 1.0 or latent is not None:
+            raise ValueError(f"mode {rule!r} starts from noise: set denoise to 1 and disconnect the latent (got denoise={denoise})")
+        lat_projector = latent_projector(projector, vae)
+        out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler,
+                                    ksampler_mode_options(rule, eta))
+        canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
+        if vae is None:
+            blocked = ExecutionBlocker(NO_VAE_MESSAGE)
+            return io.NodeOutput(canvas, blocked, blocked, ui=ui.PreviewText(report))
+        views_rgb = vae.decode(lat_projector.project(out[0].to(lat_projector.device))).clamp(0, 1)  # [N, H, W, 3]
+        if out.dim() != 4:
+            return io.NodeOutput(canvas, ExecutionBlocker("this canvas is not an image"), views_rgb, ui=ui.PreviewText(report))
+        canonical = vae.decode(out)[0].movedim(-1, 0).clamp(0, 1)  # [3, H, W]
+        return io.NodeOutput(canvas, canvas_to_image(canonical), views_rgb, ui=ui.PreviewText(report))
 
 
 class SyncCanvasSamplerSelect(io.ComfyNode):

@@ -30,12 +30,19 @@ PER_VIEW_KEY = "sync_canvas_views"
 """Conditioning dict key set by the per-view prompt node: the number of views its batch lines up with."""
 
 MODES = ("case_0", "case_1", "case_2", "case_3", "case_4", "case_5", "case_6", "stochsync")
+FUSE_RULE_MODES = ("ddr", "dde", "syncdiffusion")
 DEFAULT_MODE = "case_2"
 MODE_TOOLTIP = (
     "What is synchronized each step (SyncTweedies Table 1). case_0: nothing, fuse once at the end; "
     "case_1/2/3: state in views, sync eps / x0 (Tweedie, SyncTweedies' pick) / x_prev; "
     "case_4/5/6: state in the canvas, sync eps / x0 / x_prev. stochsync: max-stochasticity StochSync "
     "(multi-step x0, alternating non-overlapping view groups, own t 900->270 schedule)."
+)
+FUSE_RULE_TOOLTIP = (
+    " Fuse rules with the papers' defaults (their own nodes under 'fuse rules' expose every option): "
+    "ddr: DDR's pulled-back least-squares fit of the canvas (Savani et al.); dde: DDE's learned "
+    "coordinator - none can be loaded here, so this averages and says so (use the DDE KSampler with a "
+    "coordinator); syncdiffusion: SyncDiffusion's coherence guidance, w 20 decaying 0.95 (Lee et al.)."
 )
 
 

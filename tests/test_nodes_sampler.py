@@ -247,3 +247,42 @@ def test_view_ids_of_each_call_reach_the_model_patches(tiny, model):
     patched.set_model_unet_function_wrapper(unet_wrapper)
     run_sampler(patched, tiny.conditioning(0), tiny.conditioning(1), four_view_projector(), steps=1, max_views_per_batch=3)
     assert seen == [([0, 1, 2], 4), ([3], 4)]
+
+
+@pytest.mark.parametrize("rule", ["ddr", "dde", "syncdiffusion"])
+def test_fuse_rule_modes_of_the_ksampler_equal_their_own_nodes_at_the_paper_defaults(tiny, model, vae, rule):
+    from sync_canvas.nodes import fuse_rules
+    from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+
+    projector = SyncCanvasWidePanorama.execute(width=128, height=64, window=64, stride=32, wrap=False).args[0]
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    with torch.inference_mode():
+        output = SyncCanvasKSampler.execute(
+            model, pos, neg, projector, seed=3, steps=2, cfg=2.0, mode=rule, scheduler="normal", eta=0.0,
+            denoise=1.0, vae=vae)
+    latent, image, views = output.args
+    report = " ".join(map(str, output.ui.as_dict().values()))
+    common = dict(model=model, positive=pos, negative=neg, projector=projector, seed=3, steps=2, cfg=2.0,
+                  scheduler="normal", vae=vae)
+    with torch.inference_mode():
+        if rule == "ddr":
+            own = fuse_rules.SyncCanvasDDRKSampler.execute(**common, eta=0.0, representation="canvas", jump_length=0,
+                                                           jump_interval=1, jump_repeat=1, adam_steps=200, adam_lr=1e-4,
+                                                           consistent_noise=True)
+        elif rule == "dde":
+            own = fuse_rules.SyncCanvasDDEKSampler.execute(**common, eta=0.0)
+        else:
+            own = fuse_rules.SyncCanvasSyncDiffusionKSampler.execute(**common, weight=20.0, decay=0.95, first_steps=0,
+                                                                     every=1, anchor_view=0, eta=0.0)
+    torch.testing.assert_close(latent["samples"], own.args[0]["samples"])
+    assert image.shape == (1, 64, 128, 3) and views.shape == (3, 64, 64, 3)
+    assert torch.isfinite(latent["samples"]).all()
+    assert {"ddr": "DDR", "dde": "averaging", "syncdiffusion": "SyncDiffusion"}[rule] in report
+
+
+def test_fuse_rule_modes_refuse_an_image_to_image_start(tiny, model):
+    from sync_canvas.projectors import IdentityProjector
+
+    with pytest.raises(ValueError, match="denoise"):
+        run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), IdentityProjector(64, 64), mode="ddr", denoise=0.5)
