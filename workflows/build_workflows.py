@@ -288,13 +288,32 @@ def room_depth_png(width: int = 512) -> bytes:
     return buffer.getvalue()
 
 
+FAMILY_MODULES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows")
+"""Modules beside this file with more graphs: each has ``WORKFLOWS`` and ``INPUT_FILES`` ({file name in
+inputs/: function returning its bytes}); they import this module as ``build_workflows``."""
+
+
+def all_workflows() -> tuple[dict, dict]:
+    """``({name: graph function}, {input file path: bytes function})`` of this module and every family."""
+    sys.modules.setdefault("build_workflows", sys.modules[__name__])  # one copy of Node/link for the families
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    graphs, inputs = dict(WORKFLOWS), {HERE / "inputs" / DEPTH_IMAGE: room_depth_png}
+    for name in FAMILY_MODULES:
+        family = importlib.import_module(name)
+        graphs.update(family.WORKFLOWS)
+        inputs.update({HERE / "inputs" / file: make for file, make in family.INPUT_FILES.items()})
+    return graphs, inputs
+
+
 def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
+    graphs, inputs = all_workflows()
     files = {}
-    for name, make in WORKFLOWS.items():
+    for name, make in graphs.items():
         graph = make()
         files[HERE / f"{name}.json"] = (json.dumps(to_ui(graph, definitions), indent=2) + "\n").encode()
         files[HERE / f"{name}_api.json"] = (json.dumps(to_api(graph, definitions), indent=2) + "\n").encode()
-    files[HERE / "inputs" / DEPTH_IMAGE] = room_depth_png()
+    files.update({path: make() for path, make in inputs.items()})
     return files
 
 

@@ -2,7 +2,7 @@
 """Writes the mesh texturing workflows (UI + API twins) with the same graph description and writer as
 ``build_workflows.py``, plus the demo mesh they load (``inputs/mesh_demo_torus.glb``).
 
-    COMFYUI_PATH=/path/to/ComfyUI python workflows/mesh_workflows.py [--check]
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [--check]   (writes every family)
 
 Settings are the papers': SyncTweedies 5.2 / A1.3 (SyncMVD rig: 8 views every 45 deg + 2 from 30 deg
 above, 768^2 views = 96^2 latent, 1024^2 RGB / 1536^2 latent texture, depth ControlNet, Case 2,
@@ -12,22 +12,17 @@ t 1000 -> 270 here 900 -> 270 as the sampler's stochsync mode, depth ControlNet,
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import io
-import json
-import os
 import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 MESH_FILE = "mesh_demo_torus.glb"
 
-_spec = importlib.util.spec_from_file_location("sync_canvas_build_workflows", HERE / "build_workflows.py")
-bw = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bw  # dataclasses look their module up here
-_spec.loader.exec_module(bw)
-Node, link = bw.Node, bw.link
+sys.path.insert(0, str(HERE))
+
+import build_workflows as bw  # noqa: E402
+from build_workflows import Node, link  # noqa: E402
 
 
 def _mesh_graph(prompt: str, rig: str, mode: str, steps: int, prefix: str) -> list[Node]:
@@ -86,68 +81,4 @@ def demo_mesh_glb() -> bytes:
     return bytes(data) if not isinstance(data, io.BytesIO) else data.getvalue()
 
 
-def load_definitions(comfyui_path: str) -> dict[str, dict]:
-    """Like ``build_workflows.load_definitions`` but only for the node types these graphs use, so a
-    half-finished node elsewhere in the pack cannot stop the mesh workflows from being written."""
-    used = {node.type for make in WORKFLOWS.values() for node in make()}
-    if comfyui_path not in sys.path:
-        sys.path.insert(0, comfyui_path)
-    import comfy.cli_args
-
-    comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401
-    import nodes
-
-    sys.path.insert(0, str(bw.PACK_ROOT / "tests"))
-    import conftest  # noqa: F401  (the pack as `sync_canvas`)
-    from sync_canvas.nodes import collect_nodes
-
-    definitions = {}
-    for name in used & set(nodes.NODE_CLASS_MAPPINGS):
-        cls = nodes.NODE_CLASS_MAPPINGS[name]
-        outputs = list(cls.RETURN_TYPES)
-        definitions[name] = {"input": cls.INPUT_TYPES(), "output": outputs,
-                             "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
-    for cls in collect_nodes():
-        if cls.__name__ in used:
-            info = cls.GET_NODE_INFO_V1()
-            definitions[info["name"]] = {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
-    missing = used - set(definitions)
-    if missing:
-        raise ValueError(f"node types {sorted(missing)} are not defined")
-    return definitions
-
-
-def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
-    files = {}
-    for name, make in WORKFLOWS.items():
-        graph = make()
-        files[HERE / f"{name}.json"] = (json.dumps(bw.to_ui(graph, definitions), indent=2) + "\n").encode()
-        files[HERE / f"{name}_api.json"] = (json.dumps(bw.to_api(graph, definitions), indent=2) + "\n").encode()
-    files[HERE / "inputs" / MESH_FILE] = demo_mesh_glb()
-    return files
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
-    args = parser.parse_args(argv)
-    comfyui = os.environ.get("COMFYUI_PATH")
-    if not comfyui:
-        print("mesh_workflows: set COMFYUI_PATH to a ComfyUI checkout (the node definitions come from it)", file=sys.stderr)
-        return 2
-    files = build_files(load_definitions(comfyui))
-    stale = [path for path, data in files.items() if not path.exists() or path.read_bytes() != data]
-    if args.check:
-        for path in stale:
-            print(f"mesh_workflows: {path.relative_to(bw.PACK_ROOT)} is out of date", file=sys.stderr)
-        return 1 if stale else 0
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(files[path])
-        print(f"wrote {path.relative_to(bw.PACK_ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+INPUT_FILES = {MESH_FILE: demo_mesh_glb}

@@ -3,7 +3,7 @@
 machinery) and the small procedural scene it loads (``inputs/splat_snowman.ply``; copy it into ComfyUI's
 ``input`` folder).
 
-    COMFYUI_PATH=/path/to/ComfyUI python workflows/splat_workflows.py [--check]
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [--check]   (writes every family)
 
 splat_recolour: SyncTweedies Sec. 5.3 - keep a 3DGS scene's geometry and generate new colours from a
 prompt: 50 views on an orbit (paper), 512 px views (64x64 latents), depth ControlNet on the splat's
@@ -14,8 +14,6 @@ done in RGB, every step, through the VAE: rgb_every_step) and saved as a new .pl
 
 from __future__ import annotations
 
-import argparse
-import os
 import pathlib
 import sys
 import tempfile
@@ -74,50 +72,4 @@ def scene_ply() -> bytes:
         return write_splat_ply(procedural_splat_scene(SCENE_SPLATS, seed=0), pathlib.Path(tmp) / SCENE).read_bytes()
 
 
-def load_definitions(comfyui_path: str) -> dict[str, dict]:
-    """build_workflows' definitions plus ComfyUI's custom-sampling nodes (comfy_extras, V1 classes)."""
-    definitions = bw.load_definitions(comfyui_path)
-    import comfy_extras.nodes_custom_sampler as custom
-
-    for name, cls in custom.NODE_CLASS_MAPPINGS.items():
-        outputs = list(cls.RETURN_TYPES)
-        definitions[name] = {"input": cls.INPUT_TYPES(), "output": outputs,
-                             "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
-    return definitions
-
-
-def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
-    import json
-
-    files = {}
-    for name, make in WORKFLOWS.items():
-        graph = make()
-        files[HERE / f"{name}.json"] = (json.dumps(bw.to_ui(graph, definitions), indent=2) + "\n").encode()
-        files[HERE / f"{name}_api.json"] = (json.dumps(bw.to_api(graph, definitions), indent=2) + "\n").encode()
-    files[HERE / "inputs" / SCENE] = scene_ply()
-    return files
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
-    args = parser.parse_args(argv)
-    comfyui = os.environ.get("COMFYUI_PATH")
-    if not comfyui:
-        print("splat_workflows: set COMFYUI_PATH to a ComfyUI checkout (the node definitions come from it)", file=sys.stderr)
-        return 2
-    files = build_files(load_definitions(comfyui))
-    stale = [path for path, data in files.items() if not path.exists() or path.read_bytes() != data]
-    if args.check:
-        for path in stale:
-            print(f"splat_workflows: {path.relative_to(bw.PACK_ROOT)} is out of date", file=sys.stderr)
-        return 1 if stale else 0
-    for path in stale:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(files[path])
-        print(f"wrote {path.relative_to(bw.PACK_ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+INPUT_FILES = {SCENE: scene_ply}
