@@ -1,8 +1,11 @@
 """Imports the pack as the package `sync_canvas`, whatever its folder is called, without ComfyUI."""
 
 import importlib.util
+import os
 import pathlib
 import sys
+
+import pytest
 
 PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -20,3 +23,15 @@ def _import_pack_as(name: str):
 
 
 _import_pack_as("sync_canvas")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """``tests/comfy_tiny.py`` with ComfyUI imported on the CPU: tiny in-memory models, VAE, ControlNet."""
+    if not os.environ.get("COMFYUI_PATH"):
+        pytest.skip("COMFYUI_PATH not set: ComfyUI tests skipped")
+    spec = importlib.util.spec_from_file_location("comfy_tiny", PACK_ROOT / "tests" / "comfy_tiny.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.import_comfy()
+    return module

@@ -5,9 +5,7 @@ Skipped without COMFYUI_PATH. 3 overlapping 8x8-latent windows, 2 steps of Case 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -24,15 +22,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.import_comfy()
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,7 @@ Skipped without COMFYUI_PATH. A few steps on 8x16-texel latent canvases on the C
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -17,15 +15,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.import_comfy()
-    return module
 
 
 @pytest.fixture(scope="module")

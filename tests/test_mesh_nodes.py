@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 
@@ -15,15 +14,6 @@ pytestmark = [
     pytest.mark.slow,  # imports ComfyUI and runs a tiny UNet
     pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.import_comfy()
-    return module
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import torch
 
 from sync_canvas.assets import procedural
 from sync_canvas.assets.cameras import paper_rig
-from sync_canvas.projectors.mesh_pull import pull_unproject
 from sync_canvas.projectors.mesh_texture import MeshTextureProjector
 from sync_canvas.samplers import DiscreteEpsSampling, sample_synchronized
 

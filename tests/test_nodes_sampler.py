@@ -5,9 +5,7 @@ Skipped without COMFYUI_PATH. Every run is a few steps on 8x8-texel latent views
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -17,19 +15,6 @@ pytestmark = [
     pytest.mark.slow,  # imports ComfyUI (~10 s on a loaded 2-core machine) and runs the tiny UNet
     pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
 ]
-
-
-def _load_tiny():
-    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.import_comfy()
-    return module
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return _load_tiny()
 
 
 @pytest.fixture(scope="module")

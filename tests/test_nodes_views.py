@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
 
 import pytest
 import torch
@@ -17,12 +15,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def comfy():
-    spec = importlib.util.spec_from_file_location("comfy_tiny", pathlib.Path(__file__).with_name("comfy_tiny.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.import_comfy()
-    return module
+def comfy(tiny):
+    return tiny
 
 
 def wide(width=128, height=64, window=64, stride=32, wrap=False):
