@@ -24,6 +24,7 @@ for path in (REPO / "scripts", HERE):
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 SKIP_REASON = "set COMFYUI_PATH to a ComfyUI checkout to run the real-ComfyUI integration tests"
 
+_marked_for_skip: set[str] = set()
 _skipped_for_missing_comfyui: list[str] = []
 RUN_LOG: list[tuple[str, float]] = []  # (workflow name, seconds) of every workflow that ran through ComfyUI
 _SESSION: dict[str, float] = {}  # server launch time and startup seconds, for the summary
@@ -35,7 +36,12 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.comfyui)
             if not COMFYUI_PATH:
                 item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
-                _skipped_for_missing_comfyui.append(item.nodeid)
+                _marked_for_skip.add(item.nodeid)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and report.nodeid in _marked_for_skip:  # counts only tests that were run (and skipped)
+        _skipped_for_missing_comfyui.append(report.nodeid)
 
 
 def pytest_unconfigure(config):
