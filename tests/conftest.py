@@ -35,3 +35,16 @@ def tiny():
     spec.loader.exec_module(module)
     module.import_comfy()
     return module
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: small ops (Adam loops, tiny transformers, tiny UNets) run many
+    times slower when two threads fight other jobs for a 2-core machine. Opt in per module with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

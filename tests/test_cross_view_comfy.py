@@ -15,19 +15,11 @@ COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 pytestmark = [
     pytest.mark.comfyui,
     pytest.mark.skipif(not COMFYUI_PATH, reason="COMFYUI_PATH is not set: ComfyUI cross-view tests skipped"),
+    pytest.mark.usefixtures("one_thread"),
 ]
 
 N_VIEWS = 4
 SIGMA = 5.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One BLAS thread: ~10x faster than two when several test runs share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,9 @@ from sync_canvas.samplers.dde import (
 from sync_canvas.samplers.dde.coordinator import apply_rope, rope_2d
 from sync_canvas.samplers.dde.training import WindowGaussianDenoiser, evaluate_fuse, train_coordinator
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SIGMAS = torch.tensor([10.0, 4.0, 1.5, 0.5, 0.1, 0.0])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small transformer ops are far slower when two intra-op threads fight other jobs for 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _perturbed_base(ms):

@@ -12,17 +12,10 @@ from sync_canvas.samplers.analytic import GaussianDenoiser
 from sync_canvas.samplers.ddr import langevin_fraction, noise_to_signal, repaint_schedule, sample_ddr
 from sync_canvas.samplers.ddr_representations import CanonicalRepresentation, SirenRepresentation
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EPS_SIGMAS = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.4, 0.0])
 FLOW_SIGMAS = torch.tensor([1.0, 0.8, 0.5, 0.3, 0.1, 0.0])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny Adam loops are 30x slower when two intra-op threads fight other jobs for 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("ms, sigmas", [(DiscreteEpsSampling(), EPS_SIGMAS), (FlowSampling(), FLOW_SIGMAS)], ids=["eps", "flow"])

@@ -8,14 +8,7 @@ from sync_canvas.assets.splat_procedural import procedural_splat_scene
 from sync_canvas.projectors.splat import SplatProjector
 from sync_canvas.projectors.splat_render import render
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # this 2-core machine is shared: with 2 intra-op threads the small index_adds run ~10x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

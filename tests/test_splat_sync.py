@@ -18,15 +18,9 @@ from sync_canvas.projectors.splat import SplatProjector
 from sync_canvas.samplers import DiscreteEpsSampling, RGBFuse, sample_synchronized, timesteps_to_sigmas
 from sync_canvas.samplers.analytic import GaussianDenoiser
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EPS = DiscreteEpsSampling()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared 2-core machine: small index_adds are ~10x slower with 2 threads
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

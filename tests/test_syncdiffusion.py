@@ -9,14 +9,8 @@ from sync_canvas.samplers.syncdiffusion_losses import load_lpips_vgg, statistics
 from sync_canvas.samplers import DiscreteEpsSampling, sample_synchronized
 from sync_canvas.samplers.analytic import GaussianDenoiser
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops are far slower when two intra-op threads fight other jobs for 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SIGMAS = torch.cat([torch.exp(torch.linspace(torch.log(torch.tensor(14.0)), torch.log(torch.tensor(0.05)), 12)), torch.zeros(1)])
 
