@@ -44,11 +44,11 @@ def pytest_runtest_logreport(report):
         _skipped_for_missing_comfyui.append(report.nodeid)
 
 
-def pytest_unconfigure(config):
-    """Last lines of the run (after pytest's own summary), so neither message can scroll out of sight."""
-    terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
-    if terminalreporter is None:
-        return
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """Printed after the other summaries, right above pytest's own closing stats line (which CI reads,
+    so it must stay last)."""
+    yield
     if _skipped_for_missing_comfyui:
         terminalreporter.write_sep(
             "!", f"SKIPPED: {len(_skipped_for_missing_comfyui)} ComfyUI integration tests - set COMFYUI_PATH", red=True)
