@@ -9,11 +9,9 @@ All geometry lives in ``assets/`` and ``projectors/``; these classes only adapt 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from ..assets import cameras as rigs
@@ -23,32 +21,12 @@ from ..assets.mesh_uv import unwrap_uvs
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_kind, tensor_to_image
-from .save_nodes import check_filename_prefix
+from .files import input_files, resolve_input_file, save_target
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
 SyncCameras = io.Custom("SYNC_CAMERAS")
 MESH_KIND = (MeshTextureProjector.kind,)
-
-
-def input_mesh_files() -> list[str]:
-    """Mesh files under ComfyUI's input folder (sub-folders included, e.g. Load3D's ``3d/``), sorted."""
-    root = Path(folder_paths.get_input_directory())
-    if not root.is_dir():
-        return []
-    found = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file()]
-    return sorted(found)
-
-
-def resolve_input_file(name: str) -> Path:
-    """``name`` inside the input folder; a ValueError if it would leave it or does not exist."""
-    root = Path(folder_paths.get_input_directory()).resolve()
-    path = (root / name).resolve()
-    if root not in path.parents:
-        raise ValueError(f"mesh {name!r} is not inside ComfyUI's input folder {root}")
-    if not path.is_file():
-        raise ValueError(f"mesh {name!r} not found in ComfyUI's input folder {root}")
-    return path
 
 
 def to_comfy_mesh(mesh: MeshData):
@@ -77,7 +55,7 @@ class SyncCanvasLoadMesh(io.ComfyNode):
             category=MESH_CATEGORY,
             description="Loads an OBJ(+MTL), GLB/GLTF, PLY or STL from the input folder: parts merged, normalised to the unit box, UVs kept or made with xatlas.",
             inputs=[
-                io.Combo.Input("mesh", options=input_mesh_files(), tooltip="Mesh file in ComfyUI's input folder (or its 3d/ sub-folder)."),
+                io.Combo.Input("mesh", options=input_files(MESH_EXTENSIONS), tooltip="Mesh file in ComfyUI's input folder (or its 3d/ sub-folder)."),
                 io.Combo.Input("unwrap", options=["auto", "always", "never"], default="auto", tooltip="auto: make UVs with xatlas when the file has none or its UV islands overlap (mirrored halves); always: replace the file's UVs; never: keep them."),
             ],
             outputs=[
@@ -88,7 +66,7 @@ class SyncCanvasLoadMesh(io.ComfyNode):
 
     @classmethod
     def execute(cls, mesh, unwrap) -> io.NodeOutput:
-        data = load_mesh(resolve_input_file(mesh), unwrap=unwrap)
+        data = load_mesh(resolve_input_file(mesh, "mesh"), unwrap=unwrap)
         return io.NodeOutput(data, to_comfy_mesh(data))
 
 
@@ -274,11 +252,8 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
     @classmethod
     def execute(cls, projector, texture, filename_prefix, format) -> io.NodeOutput:
         require_kind(projector, MESH_KIND, "SyncCanvas Save Textured Mesh")
-        check_filename_prefix(filename_prefix)
+        folder, name, counter, subfolder = save_target(filename_prefix)
         tex = texture[0, ..., :3].clamp(0, 1).cpu().numpy() if texture.dim() == 4 else texture
-        out_dir = folder_paths.get_output_directory()
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
-        os.makedirs(folder, exist_ok=True)
         stem = f"{name}_{counter:05}_"
         saved = []
         if "glb" in format:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-import folder_paths
 from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
 from .common import CATEGORY
+from .files import save_target
 
 GPANO_XMP = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -31,18 +30,6 @@ GPANO_XMP = (
     "<GPano:CroppedAreaLeftPixels>0</GPano:CroppedAreaLeftPixels><GPano:CroppedAreaTopPixels>0</GPano:CroppedAreaTopPixels>"
     "</rdf:Description></rdf:RDF></x:xmpmeta>"
 )
-
-
-def check_filename_prefix(prefix: str) -> str:
-    """The prefix if it stays inside the output folder; else a ValueError naming it."""
-    if not prefix or not prefix.strip():
-        raise ValueError("filename_prefix is empty")
-    for path in (PurePosixPath(prefix), PureWindowsPath(prefix)):
-        if path.is_absolute() or path.drive or path.anchor:
-            raise ValueError(f"filename_prefix {prefix!r} is an absolute path; give a path inside the output folder")
-        if ".." in path.parts:
-            raise ValueError(f"filename_prefix {prefix!r} contains '..'; it may not leave the output folder")
-    return prefix
 
 
 class SyncCanvasSaveImage(io.ComfyNode):
@@ -65,11 +52,7 @@ class SyncCanvasSaveImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, images, filename_prefix, projection) -> io.NodeOutput:
-        check_filename_prefix(filename_prefix)
-        output_dir = folder_paths.get_output_directory()
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, images.shape[2], images.shape[1]
-        )
+        folder, filename, counter, subfolder = save_target(filename_prefix, images.shape[2], images.shape[1])
         results = []
         for number, image in enumerate(images):
             pixels = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)

@@ -12,38 +12,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from ..assets.splat_cameras import fit_orbit
 from ..assets.splat_ply import read_splat_ply, write_splat_ply
 from ..projectors.splat import SplatProjector
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_kind, tensor_to_image
-from .save_nodes import check_filename_prefix
+from .files import input_files, resolve_input_file, save_target
 
 SPLAT_CATEGORY = f"{CATEGORY}/splat"
 SyncSplat = io.Custom("SYNC_SPLAT")
 SyncSplatCameras = io.Custom("SYNC_SPLAT_CAMERAS")
 SPLAT_KIND = (SplatProjector.kind,)
-
-
-def input_splat_files() -> list[str]:
-    """``.ply`` files under ComfyUI's input folder (sub-folders included), sorted."""
-    root = Path(folder_paths.get_input_directory())
-    if not root.is_dir():
-        return []
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() == ".ply" and p.is_file())
-
-
-def resolve_input_splat(name: str) -> Path:
-    """``name`` inside the input folder; a ValueError if it would leave it or does not exist."""
-    root = Path(folder_paths.get_input_directory()).resolve()
-    path = (root / name).resolve()
-    if root not in path.parents:
-        raise ValueError(f"splat {name!r} is not inside ComfyUI's input folder {root}")
-    if not path.is_file():
-        raise ValueError(f"splat {name!r} not found in ComfyUI's input folder {root}")
-    return path
 
 
 class SyncCanvasLoadSplat(io.ComfyNode):
@@ -54,13 +34,13 @@ class SyncCanvasLoadSplat(io.ComfyNode):
             display_name="SyncCanvas Load Gaussian Splat",
             category=SPLAT_CATEGORY,
             description="Loads a 3D Gaussian splat scene (standard 3DGS .ply: positions, SH colours, opacity, scales, rotations) from the input folder.",
-            inputs=[io.Combo.Input("splat_file", options=input_splat_files(), tooltip="3DGS .ply in ComfyUI's input folder.")],
+            inputs=[io.Combo.Input("splat_file", options=input_files((".ply",)), tooltip="3DGS .ply in ComfyUI's input folder.")],
             outputs=[SyncSplat.Output("splat")],
         )
 
     @classmethod
     def execute(cls, splat_file) -> io.NodeOutput:
-        return io.NodeOutput(read_splat_ply(resolve_input_splat(splat_file)))
+        return io.NodeOutput(read_splat_ply(resolve_input_file(splat_file, "splat")))
 
 
 class SyncCanvasSplatOrbit(io.ComfyNode):
@@ -187,11 +167,8 @@ class SyncCanvasSaveSplat(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, splat, views, filename_prefix, keep_higher_sh) -> io.NodeOutput:
-        check_filename_prefix(filename_prefix)
+        folder, name, counter, subfolder = save_target(filename_prefix)
         colors = _fitted_colors(projector, views)
-        out_dir = folder_paths.get_output_directory()
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
-        os.makedirs(folder, exist_ok=True)
         path = write_splat_ply(splat, Path(folder) / f"{name}_{counter:05}_.ply", colors=colors.cpu(), keep_higher_sh=keep_higher_sh)
         renders = projector.project(colors).clamp(0, 1)
         return io.NodeOutput(tensor_to_image(renders), ui=ui.PreviewText(f"saved {os.path.join(subfolder, path.name)}"))

@@ -50,9 +50,10 @@ def test_every_splat_schema_validates(tiny):
 
 
 def test_load_lists_input_plys_and_refuses_paths_outside(folders):
-    from sync_canvas.nodes.splat import SyncCanvasLoadSplat, input_splat_files
+    from sync_canvas.nodes.files import input_files
+    from sync_canvas.nodes.splat import SyncCanvasLoadSplat
 
-    assert input_splat_files() == ["scenes/snowman.ply"]
+    assert input_files((".ply",)) == ["scenes/snowman.ply"]
     with pytest.raises(ValueError, match="not inside"):
         SyncCanvasLoadSplat.execute("../elsewhere.ply")
     with pytest.raises(ValueError, match="not found"):

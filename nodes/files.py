@@ -1,0 +1,51 @@
+"""ComfyUI's input and output folders: what nodes may read and where they may write, never outside them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import folder_paths
+
+
+def input_files(extensions: tuple[str, ...]) -> list[str]:
+    """Files under ComfyUI's input folder (sub-folders included, e.g. Load3D's ``3d/``) whose suffix is one
+    of ``extensions`` (lower case, with the dot), as sorted posix paths relative to the folder."""
+    root = Path(folder_paths.get_input_directory())
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+
+
+def resolve_input_file(name: str, what: str = "file") -> Path:
+    """``name`` inside the input folder; a ValueError naming ``what`` if it would leave it or does not exist."""
+    root = Path(folder_paths.get_input_directory()).resolve()
+    path = (root / name).resolve()
+    if root not in path.parents:
+        raise ValueError(f"{what} {name!r} is not inside ComfyUI's input folder {root}")
+    if not path.is_file():
+        raise ValueError(f"{what} {name!r} not found in ComfyUI's input folder {root}")
+    return path
+
+
+def check_filename_prefix(prefix: str) -> str:
+    """The prefix if it stays inside the output folder; else a ValueError naming it."""
+    if not prefix or not prefix.strip():
+        raise ValueError("filename_prefix is empty")
+    for path in (PurePosixPath(prefix), PureWindowsPath(prefix)):
+        if path.is_absolute() or path.drive or path.anchor:
+            raise ValueError(f"filename_prefix {prefix!r} is an absolute path; give a path inside the output folder")
+        if ".." in path.parts:
+            raise ValueError(f"filename_prefix {prefix!r} contains '..'; it may not leave the output folder")
+    return prefix
+
+
+def save_target(filename_prefix: str, width: int = 0, height: int = 0) -> tuple[str, str, int, str]:
+    """``(folder, name, counter, subfolder)`` for ``filename_prefix`` in the output folder, as ComfyUI's
+    Save Image numbers its files (``%width%``-style tokens use ``width``/``height``); the prefix is checked
+    first and the folder created."""
+    check_filename_prefix(filename_prefix)
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, folder_paths.get_output_directory(), width, height)
+    os.makedirs(folder, exist_ok=True)
+    return folder, name, counter, subfolder
