@@ -55,8 +55,12 @@ stamp="$venv/.sync-setup-$(cat "$repo/requirements.txt" "$repo/requirements-dev.
 if [[ ! -f "$stamp" ]]; then
   echo "setup: installing ComfyUI's and the pack's requirements" >&2
   tv=$("$py" -c 'import torch, torchvision as tv; print("torch==" + torch.__version__.split("+")[0]); print("torchvision==" + tv.__version__.split("+")[0])')
-  "$py" -m pip install -q "${comfy_reqs[@]}" -r "$repo/requirements-dev.txt" requests \
-    -c <(echo "$tv") 2>&1 | grep -v '^\s*$' | tail -5 >&2
+  log=$(mktemp)
+  if ! "$py" -m pip install -q "${comfy_reqs[@]}" -r "$repo/requirements-dev.txt" requests -c <(echo "$tv") >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
   touch "$stamp"
 fi
 echo "export COMFYUI_PATH=$COMFYUI_PATH"

@@ -10,7 +10,7 @@ setup_out=$(bash scripts/setup.sh) || { echo "test: setup failed" >&2; exit 1; }
 eval "$(tail -n 1 <<<"$setup_out")"
 [[ -f "${COMFYUI_PATH:-}/main.py" ]] || unset COMFYUI_PATH
 export COMFYUI_PATH
-.venv/bin/python -m pytest "$@"
+"${SYNC_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
 rc=$?
 if [[ $rc -eq 5 ]]; then
   echo "test: pytest collected no tests - failing on purpose" >&2
