@@ -52,7 +52,8 @@ def test_wide_panorama_run_gives_finite_canvas_and_views_of_the_right_shapes(tin
     assert torch.isfinite(latent["samples"]).all() and latent["samples"].abs().sum() > 0
     assert 0 <= float(image.min()) and float(image.max()) <= 1
     # exact crops: the views are the canvas cut at the windows (final RGB synchronization)
-    torch.testing.assert_close(views[0], image[0, :, :64]) and torch.testing.assert_close(views[1], image[0, :, 64:])
+    torch.testing.assert_close(views[0], image[0, :, :64])
+    torch.testing.assert_close(views[1], image[0, :, 64:])
 
 
 def test_identity_projector_with_one_view_equals_comfyui_euler_ksampler(tiny, model):

@@ -7,7 +7,6 @@ import torch
 from plyfile import PlyData, PlyElement
 
 from sync_canvas.assets.splat_ply import (
-    SH_C0,
     SplatFormatError,
     read_splat_ply,
     scene_record,
@@ -47,9 +46,16 @@ def test_recolour_changes_only_colour_fields_and_geometry_is_byte_identical(ply_
     torch.testing.assert_close(kept.sh_rest, scene.sh_rest)
 
 
-def test_colour_convention_is_the_dc_term():
+def test_colour_convention_is_the_dc_term_of_the_3dgs_reference():
+    # Values fixed by the 3DGS reference code (utils/sh_utils.py RGB2SH / SH2RGB), not by our constant:
+    # f_dc = 0 is mid grey, f_dc = 0.5 / Y_0^0 is white, Y_0^0 = 1 / (2 sqrt(pi)).
+    y00 = 1.0 / (2.0 * float(np.sqrt(np.pi)))
     scene = procedural_splat_scene(8, seed=0)
-    torch.testing.assert_close(scene.colors(), (0.5 + SH_C0 * scene.sh_dc).T)
+    dc = torch.tensor([[0.0, 0.0, 0.0], [0.5 / y00, -0.5 / y00, 0.0], [0.25 / y00, 0.0, 0.0]], dtype=torch.float32)
+    expected = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.5], [0.75, 0.5, 0.5]]).T
+    scene = scene.with_colors(torch.cat([expected, torch.full((3, 5), 0.5)], dim=1))
+    torch.testing.assert_close(scene.sh_dc[:3], dc, atol=1e-5, rtol=0)
+    torch.testing.assert_close(scene.colors()[:, :3], expected, atol=1e-6, rtol=0)
 
 
 def test_never_overwrites_input(ply_path, tmp_path):
