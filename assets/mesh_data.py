@@ -28,6 +28,7 @@ class MeshData:
     texture: np.ndarray | None = None  # [H, W, 3] uint8 original texture, if the file had one
     to_original: np.ndarray = field(default_factory=lambda: np.eye(4))  # [4, 4] normalised -> file units
     source: str = ""  # where it came from (file name or generator), for messages
+    warnings: list[str] = field(default_factory=list)  # what loading refused or could not find (shown to the user)
 
     @property
     def n_vertices(self) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .file_refs import ConfinedResolver
 from .mesh_data import MeshData, MeshError, normalise_to_unit_box, validate_arrays
 from .mesh_uv import unwrap_uvs, uv_overlap_fraction
 
@@ -28,8 +29,14 @@ MAX_UV_OVERLAP = 0.02  # "auto" re-unwraps meshes whose UV islands overlap more 
 
 # --------------------------------------------------------------------------------------------------
 # loading
-def load_mesh(path: str | os.PathLike, unwrap: str = "auto", unwrap_resolution: int = 1024) -> MeshData:
+def load_mesh(
+    path: str | os.PathLike, unwrap: str = "auto", unwrap_resolution: int = 1024, root: str | os.PathLike | None = None
+) -> MeshData:
     """Read a mesh file into a normalised, validated :class:`MeshData`.
+
+    Files the mesh refers to (MTL, textures, glTF buffers and images) are read only from inside ``root``
+    (default: the mesh's own folder), by the pack's :class:`ConfinedResolver`, never by trimesh's own
+    resolver; what is refused or missing is listed in ``MeshData.warnings`` and logged.
 
     ``unwrap``: "auto" unwraps when the file has no usable UVs (none, outside [0, 1], or islands
     overlapping by more than ``MAX_UV_OVERLAP`` of their area), "always" replaces its UVs, "never"
@@ -46,14 +53,15 @@ def load_mesh(path: str | os.PathLike, unwrap: str = "auto", unwrap_resolution: 
     if path.stat().st_size == 0:
         raise MeshError(f"{name}: file is empty")
     _precheck(path)
-    vertices, faces, uvs, texture = _read_with_trimesh(path)
+    resolver = ConfinedResolver(path.parent, root if root is not None else path.parent, name)
+    vertices, faces, uvs, texture = _read_with_trimesh(path, resolver)
     faces = validate_arrays(vertices, faces, uvs, name)
     if uvs is not None and (uvs.min() < -1e-3 or uvs.max() > 1 + 1e-3):
         uvs = None  # tiled/wrapping UVs cannot index one texture atlas: unwrap instead
     if uvs is None:
         texture = None
     normalised, to_original = normalise_to_unit_box(vertices.astype(np.float64))
-    mesh = MeshData(normalised, faces.astype(np.int64), uvs, texture, to_original, name)
+    mesh = MeshData(normalised, faces.astype(np.int64), uvs, texture, to_original, name, list(resolver.problems))
     if unwrap == "auto" and mesh.has_uvs and uv_overlap_fraction(mesh) > MAX_UV_OVERLAP:
         mesh.uvs, mesh.texture = None, None
     if unwrap == "always" or (unwrap == "auto" and not mesh.has_uvs):
@@ -102,13 +110,16 @@ def _check_obj_indices(path: Path) -> None:
                             )
 
 
-def _read_with_trimesh(path: Path):
+def _read_with_trimesh(path: Path, resolver: ConfinedResolver):
     import trimesh
 
     try:
-        loaded = trimesh.load(str(path), process=False)
+        # bytes, not a path: trimesh then has nothing to resolve references against but our resolver
+        loaded = trimesh.load(io.BytesIO(path.read_bytes()), file_type=path.suffix.lower()[1:], resolver=resolver, process=False)
     except Exception as e:  # trimesh raises many types for malformed files
-        raise MeshError(f"{path.name}: could not be read ({type(e).__name__}: {e})") from e
+        if resolver.problems:  # e.g. a glTF whose geometry buffer was refused: say that, not trimesh's symptom
+            raise MeshError(f"{path.name}: could not be read: " + "; ".join(resolver.problems)) from e
+        raise MeshError(f"{path.name}: could not be read ({type(e).__name__}: {str(e)[:200]})") from e
     if isinstance(loaded, trimesh.Scene):
         parts = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
         if not parts:

@@ -17,9 +17,14 @@ def input_files(extensions: tuple[str, ...]) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
 
 
+def input_root() -> Path:
+    """ComfyUI's input folder, resolved: the one folder a loaded file and everything it refers to may come from."""
+    return Path(folder_paths.get_input_directory()).resolve()
+
+
 def resolve_input_file(name: str, what: str = "file") -> Path:
     """``name`` inside the input folder; a ValueError naming ``what`` if it would leave it or does not exist."""
-    root = Path(folder_paths.get_input_directory()).resolve()
+    root = input_root()
     path = (root / name).resolve()
     if root not in path.parents:
         raise ValueError(f"{what} {name!r} is not inside ComfyUI's input folder {root}")

@@ -15,13 +15,14 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..assets import cameras as rigs
+from ..assets.file_refs import describe
 from ..assets.mesh_data import MeshData, normalise_to_unit_box, validate_arrays
 from ..assets.mesh_io import MESH_EXTENSIONS, export_glb, export_obj, load_mesh
 from ..assets.mesh_uv import unwrap_uvs
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_kind, tensor_to_image
-from .files import input_files, resolve_input_file, save_target
+from .files import input_files, input_root, resolve_input_file, save_target
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
@@ -66,8 +67,10 @@ class SyncCanvasLoadMesh(io.ComfyNode):
 
     @classmethod
     def execute(cls, mesh, unwrap) -> io.NodeOutput:
-        data = load_mesh(resolve_input_file(mesh, "mesh"), unwrap=unwrap)
-        return io.NodeOutput(data, to_comfy_mesh(data))
+        data = load_mesh(resolve_input_file(mesh, "mesh"), unwrap=unwrap, root=input_root())
+        # refused / missing references (MTL, textures, glTF buffers) were logged; show them on the node too
+        report = describe(data.warnings) if data.warnings else f"loaded {data!r}"
+        return io.NodeOutput(data, to_comfy_mesh(data), ui=ui.PreviewText(report))
 
 
 class SyncCanvasMeshFromComfy(io.ComfyNode):

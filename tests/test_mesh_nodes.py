@@ -67,6 +67,18 @@ def test_load_mesh_lists_input_files_and_refuses_paths_outside(folders):
         SyncCanvasLoadMesh.execute("missing.obj", "auto")
 
 
+def test_load_mesh_reports_refused_and_missing_references_on_the_node(folders):
+    from sync_canvas.nodes.mesh import SyncCanvasLoadMesh
+
+    quad = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nf 1/1 2/2 3/3\nf 1/1 3/3 4/4\n"
+    (folders / "output" / "x.mtl").write_text("newmtl m\nKd 1 1 1\n")
+    (folders / "input" / "q.obj").write_text("mtllib ../output/x.mtl\nusemtl m\n" + quad)
+    out = SyncCanvasLoadMesh.execute("q.obj", "never")
+    text = " ".join(map(str, out.ui.as_dict()["text"]))
+    assert "WARNING" in text and "x.mtl" in text and "outside the input folder" in text
+    assert out.args[0].warnings and "refused" in out.args[0].warnings[0]
+
+
 def test_comfy_mesh_round_trips_into_a_textured_sync_mesh(folders):
     from sync_canvas.nodes.mesh import SyncCanvasMeshFromComfy
 
