@@ -27,7 +27,6 @@ from .sync_sampling import (
     check_view_conditioning,
     mode_case,
     sample_sync_canvas,
-    stochsync_start,
 )
 
 NO_VAE_MESSAGE = "connect a VAE to the SyncCanvas KSampler to get its IMAGE outputs"
@@ -54,10 +53,11 @@ def canonical_latent(model, latent: dict | None, projector) -> torch.Tensor:
 
 
 def sync_sigmas(model, mode: str, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
-    """The sigma schedule: StochSync's own t 900 -> 270 (scaled by denoise), else ComfyUI's KSampler rule."""
+    """The sigma schedule: StochSync's own t 900 -> 270 of 1000 as fractions of the model's noise schedule
+    (any family, shift nodes honoured; denoise < 1 starts later), else ComfyUI's KSampler rule."""
     model_sampling = model.get_model_object("model_sampling")
     if mode == "stochsync":
-        return stochsync_sigmas(model_sampling, steps=steps, t_start=stochsync_start(denoise)).cpu()
+        return stochsync_sigmas(model_sampling, steps=steps, denoise=denoise).cpu()
     return comfy.samplers.KSampler(model, steps, "cpu", "euler", scheduler, denoise).sigmas.cpu()
 
 

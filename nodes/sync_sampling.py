@@ -263,8 +263,3 @@ def starts_at_max_sigma(model_sampling, sigmas: torch.Tensor) -> bool:
     """ComfyUI's ``KSAMPLER.max_denoise`` rule: the schedule starts at (or above) the model's sigma_max."""
     sigma_max, sigma = float(model_sampling.sigma_max), float(sigmas[0])
     return math.isclose(sigma_max, sigma, rel_tol=1e-05) or sigma > sigma_max
-
-
-def stochsync_start(denoise: float, t_start: int = 900) -> int:
-    """StochSync's starting timestep: the paper's T = 900 at denoise 1, scaled down for image-to-image."""
-    return max(1, min(t_start, int(math.floor(t_start * denoise))))

@@ -6,19 +6,25 @@ from .model_sampling import (
     DiscreteEpsSampling,
     DiscreteVSampling,
     FlowSampling,
+    FluxSampling,
     ModelSamplingLike,
     alpha_bar,
+    fraction_at_sigma,
+    sigma_at_fraction,
     timesteps_to_sigmas,
 )
-from .stochsync import planned_model_evals, sample_stochsync, stochsync_plan, stochsync_sigmas
+from .stochsync import PAPER_START, PAPER_STOP, planned_model_evals, sample_stochsync, stochsync_plan, stochsync_sigmas
 from .synchronized import CASES, SyncCase, sample_synchronized
 
 __all__ = [
     "CASES",
+    "PAPER_START",
+    "PAPER_STOP",
     "Denoiser",
     "DiscreteEpsSampling",
     "DiscreteVSampling",
     "FlowSampling",
+    "FluxSampling",
     "ModelSamplingLike",
     "RGBFuse",
     "SamplingCancelled",
@@ -27,12 +33,14 @@ __all__ = [
     "alpha_bar",
     "ddim_noise_share",
     "ddim_step",
+    "fraction_at_sigma",
     "planned_model_evals",
     "posterior_mean",
     "predicted_eps",
     "sample_ddim",
     "sample_stochsync",
     "sample_synchronized",
+    "sigma_at_fraction",
     "stochsync_plan",
     "stochsync_sigmas",
     "timesteps_to_sigmas",

@@ -8,12 +8,20 @@ classes below reproduce the ones the pack needs for tests without importing Comf
 
 * :class:`DiscreteEpsSampling` = ``ModelSamplingDiscrete`` + ``EPS`` (SD1.5/2.x-base/SDXL),
 * :class:`DiscreteVSampling`   = ``ModelSamplingDiscrete`` + ``V_PREDICTION`` (SD2.x-768),
-* :class:`FlowSampling`        = ``ModelSamplingDiscreteFlow`` + ``CONST`` (SD3, Flux-like, with shift).
+* :class:`FlowSampling`        = ``ModelSamplingDiscreteFlow`` + ``CONST`` (SD3, with shift),
+* :class:`FluxSampling`        = ``ModelSamplingFlux`` + ``CONST`` (Flux: timesteps in [0, 1], exponential shift).
+
+Schedules written in "timesteps out of 1000" only make sense for discrete models; anything the pack
+schedules itself is written as a *fraction of the model's noise schedule* (1 = its sigma_max, 0 = clean)
+and mapped with :func:`sigma_at_fraction`, i.e. ComfyUI's own ``percent_to_sigma(1 - fraction)``, which
+every ComfyUI model sampling has and which honours shift nodes (ModelSamplingDiscrete/SD3/Flux).
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
+
+import math
 
 import torch
 
@@ -24,9 +32,11 @@ class ModelSamplingLike(Protocol):
 
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False) -> torch.Tensor: ...
 
-    def sigma(self, timestep) -> torch.Tensor: ...  # timestep in [0, 1000)
+    def sigma(self, timestep) -> torch.Tensor: ...  # timestep in the model's own range ([0, 1000) or [0, 1])
 
     def timestep(self, sigma) -> torch.Tensor: ...
+
+    def percent_to_sigma(self, percent: float) -> float: ...  # ComfyUI: 0 = start of sampling, 1 = end
 
 
 def _reshape_sigma(sigma: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -68,6 +78,14 @@ class _DiscreteSchedule:
         t = torch.clamp(timestep.float(), min=0, max=len(self.sigmas) - 1)
         low, high, w = t.floor().long(), t.ceil().long(), t.frac()
         return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp().to(timestep.device)
+
+    def percent_to_sigma(self, percent: float) -> float:
+        """ComfyUI's rule: ``sigma((1 - percent) * 999)``; percent <= 0 is "above everything", >= 1 is 0."""
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return self.sigma(torch.tensor((1.0 - percent) * 999.0)).item()
 
 
 class DiscreteEpsSampling(_DiscreteSchedule):
@@ -130,6 +148,14 @@ class FlowSampling:
             return s
         return self.shift * s / (1 + (self.shift - 1) * s)
 
+    def percent_to_sigma(self, percent: float) -> float:
+        """ComfyUI's rule: the shifted ``1 - percent``; percent <= 0 gives 1, >= 1 gives 0."""
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return float(self.sigma(torch.tensor((1.0 - percent) * self.multiplier)))
+
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False) -> torch.Tensor:
         sigma = _reshape_sigma(torch.as_tensor(sigma, dtype=noise.dtype, device=noise.device), noise.ndim)
         return sigma * noise + (1.0 - sigma) * latent_image
@@ -145,6 +171,60 @@ class FlowSampling:
         """CONST (rectified flow, velocity v = noise - x0): x0 = x - sigma * v."""
         sigma = _reshape_sigma(torch.as_tensor(sigma, dtype=x.dtype, device=x.device), x.ndim)
         return x - model_output * sigma
+
+
+class FluxSampling(FlowSampling):
+    """ComfyUI ``ModelSamplingFlux`` + ``CONST``: the model's timestep *is* sigma, in [0, 1], and
+    ``sigma(t) = e^shift / (e^shift + 1/t - 1)`` (``flux_time_shift(shift, 1, t)``; Flux dev: shift 1.15).
+
+    Note ``sigma(timestep(s)) != s`` unless shift = 0: never round-trip through timesteps.
+    """
+
+    def __init__(self, shift: float = 1.15, timesteps: int = 10000) -> None:
+        self.shift = float(shift)
+        self.multiplier = 1.0
+        self.sigmas = self.sigma(torch.arange(1, timesteps + 1, dtype=torch.float32) / timesteps)
+
+    def timestep(self, sigma) -> torch.Tensor:
+        return torch.as_tensor(sigma)
+
+    def sigma(self, timestep) -> torch.Tensor:
+        t = torch.as_tensor(timestep)
+        return math.exp(self.shift) / (math.exp(self.shift) + (1 / t - 1))
+
+
+def sigma_at_fraction(model_sampling: ModelSamplingLike, fraction: float) -> float:
+    """sigma at ``fraction`` of the model's noise schedule: 1 -> sigma_max, 0 -> 0, in between ComfyUI's
+    ``percent_to_sigma(1 - fraction)`` (discrete: ``sigma(fraction * 999)``; flow: the shifted fraction).
+
+    This is the family-independent way to say "timestep 900 of 1000": fraction 900/999 gives
+    ``sigma(900)`` on SD1.5/SDXL/SD2 and a level inside (0, 1] on SD3/Flux, shift included.
+    """
+    if not hasattr(model_sampling, "percent_to_sigma"):
+        raise TypeError(f"{type(model_sampling).__name__} has no percent_to_sigma: not a ComfyUI model sampling")
+    fraction = float(fraction)
+    if fraction >= 1.0:
+        return float(model_sampling.sigma_max)
+    if fraction <= 0.0:
+        return 0.0
+    return float(model_sampling.percent_to_sigma(1.0 - fraction))
+
+
+def fraction_at_sigma(model_sampling: ModelSamplingLike, sigma: float, iterations: int = 60) -> float:
+    """The inverse of :func:`sigma_at_fraction` (bisection; sigma is increasing in the fraction)."""
+    sigma = float(sigma)
+    if sigma <= 0.0:
+        return 0.0
+    if sigma >= float(model_sampling.sigma_max):
+        return 1.0
+    low, high = 0.0, 1.0
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        if sigma_at_fraction(model_sampling, mid) < sigma:
+            low = mid
+        else:
+            high = mid
+    return 0.5 * (low + high)
 
 
 def scaling_coefficients(model_sampling: ModelSamplingLike, sigma: torch.Tensor) -> tuple[float, float]:

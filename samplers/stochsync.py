@@ -1,6 +1,7 @@
 """StochSync (Yeo et al., ICLR 2025, Alg. 4 and appendix B) on the synchronized-sampling skeleton.
 
-Per outer step i at noise level sigma_i (t linear from T = 900 to T_stop = 270, 25 steps):
+Per outer step i at noise level sigma_i (t linear from T = 900 to T_stop = 270 of 1000, 25 steps; as
+fractions of the model's noise schedule, so flow models such as SD3 and Flux get their own levels):
 
     views  = the next group of non-overlapping views (projector.view_groups(), alternating)
     x_t    = noise_scaling(sigma_i, z, f(z_canonical))        maximum stochasticity, c = 1 (Eq. 6)
@@ -24,20 +25,46 @@ import torch
 from ..projectors.base import Projector
 from .ddim import ddim_step, predicted_eps
 from .engine import Denoiser, Engine, RGBFuse, SyncResult, check_inputs, check_sigmas
+from .model_sampling import fraction_at_sigma, sigma_at_fraction
 
 
-def stochsync_sigmas(model_sampling, steps: int = 25, t_start: float = 900, t_stop: float = 270) -> torch.Tensor:
-    """Outer noise levels: ``ms.sigma(t)`` for t linear from ``t_start`` to ``t_stop``, plus a trailing 0.
+# The paper's T = 900 and T_stop = 270 on the 0..999 DDPM grid, as fractions of the model's noise schedule:
+# exactly sigma(900) / sigma(270) on discrete models (ComfyUI's percent_to_sigma uses the 999 grid).
+PAPER_START = 900 / 999
+PAPER_STOP = 270 / 999
+
+
+def stochsync_window(denoise: float = 1.0, start: float = PAPER_START, stop: float = PAPER_STOP) -> tuple[float, float]:
+    """(first, last) fraction of the noise schedule: ``start * denoise`` and ``stop`` (image-to-image starts later).
+
+    Raises a ValueError in the user's terms (denoise, t_stop) when they leave nothing to sample.
+    """
+    if not 0.0 <= stop < start <= 1.0:
+        raise ValueError(f"need 0 <= t_stop < t_start <= 1 (fractions of the noise schedule), got t_start={start}, t_stop={stop}")
+    if not 0.0 < denoise <= 1.0:
+        raise ValueError(f"denoise must be in (0, 1], got {denoise}")
+    first = start * denoise
+    if first <= stop:
+        raise ValueError(
+            f"denoise={denoise:g} starts StochSync at {first:.3f} of the noise schedule, not above where it stops "
+            f"(t_stop={stop:.3f}): use denoise > {stop / start:.3f} or a lower t_stop"
+        )
+    return first, stop
+
+
+def stochsync_sigmas(model_sampling, steps: int = 25, start: float = PAPER_START, stop: float = PAPER_STOP,
+                     denoise: float = 1.0) -> torch.Tensor:
+    """Outer noise levels: :func:`sigma_at_fraction` of fractions linear from ``start * denoise`` to ``stop``,
+    plus a trailing 0. Fractions, not timesteps, so it fits discrete and flow models (shift included).
 
     Returns ``[steps + 1]`` (the trailing 0 is what ComfyUI schedules end with; StochSync ignores it).
-    Paper defaults: panoramas 25 steps, 900 -> 270; meshes 1000 -> 270.
+    Paper defaults: panoramas 25 steps, t 900 -> 270 (fractions 900/999 -> 270/999); meshes 1000 -> 270.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if not 0 <= t_stop < t_start <= 1000:
-        raise ValueError(f"need 0 <= t_stop < t_start <= 1000, got t_start={t_start}, t_stop={t_stop}")
-    ts = torch.linspace(float(t_start), float(t_stop), steps) if steps > 1 else torch.tensor([float(t_start)])
-    sig = torch.stack([torch.as_tensor(model_sampling.sigma(t.clone())).float().reshape(()) for t in ts])
+    first, last = stochsync_window(denoise, start, stop)
+    fractions = torch.linspace(first, last, steps, dtype=torch.float64).tolist() if steps > 1 else [first]
+    sig = torch.tensor([sigma_at_fraction(model_sampling, f) for f in fractions], dtype=torch.float32)
     return torch.cat([sig, sig.new_zeros(1)])
 
 
@@ -52,12 +79,13 @@ def inner_step_counts(n_outer: int, first: int = 50, last: int | None = None) ->
 
 
 def inner_sigmas(model_sampling, sigma: torch.Tensor, steps: int) -> torch.Tensor:
-    """``[steps + 1]`` levels of the inner deterministic DDIM from sigma to 0: sigma, then ``ms.sigma`` at
-    timesteps ``t * (steps - k) / steps`` (t = ms.timestep(sigma)), then 0; kept strictly decreasing."""
-    t = float(torch.as_tensor(model_sampling.timestep(torch.as_tensor(sigma).reshape(1).float())).reshape(-1)[0])
+    """``[steps + 1]`` levels of the inner deterministic DDIM from sigma to 0: sigma, then the levels at
+    fractions ``f * (steps - k) / steps`` of the schedule (f = sigma's own fraction; on discrete models
+    ``sigma(t * (steps - k) / steps)``), then 0; kept strictly decreasing."""
+    f = fraction_at_sigma(model_sampling, float(sigma))
     levels = [float(sigma)]
     for k in range(1, steps):
-        s = float(torch.as_tensor(model_sampling.sigma(torch.tensor(t * (steps - k) / steps))).reshape(()))
+        s = sigma_at_fraction(model_sampling, f * (steps - k) / steps)
         if 0.0 < s < levels[-1]:
             levels.append(s)
     levels.append(0.0)
@@ -82,24 +110,20 @@ class OuterStep:
         return len(self.levels) - 1
 
 
-def _timestep(model_sampling, sigma: float) -> float:
-    return float(torch.as_tensor(model_sampling.timestep(torch.tensor([float(sigma)]))).reshape(-1)[0])
-
-
 def stochsync_plan(projector: Projector, sigmas: torch.Tensor, model_sampling, inner_steps: int = 50,
                    inner_steps_last: int | None = None, refine_steps: int = 2) -> list[OuterStep]:
     """The whole run as data: one :class:`OuterStep` per positive sigma (a trailing 0 is dropped).
 
     Groups alternate through ``projector.view_groups()``. K goes linearly from ``inner_steps`` to
-    ``inner_steps_last``; None keeps the inner stride of the first step, i.e. ``inner_steps * t_last /
-    t_first`` (50 -> 15 for t 900 -> 270). The last ``refine_steps`` steps refine boundaries.
+    ``inner_steps_last``; None keeps the inner stride of the first step, i.e. ``inner_steps * f_last /
+    f_first`` in schedule fractions (50 -> 15 for t 900 -> 270). The last ``refine_steps`` steps refine boundaries.
     """
     if not isinstance(refine_steps, int) or refine_steps < 0:
         raise ValueError(f"refine_steps must be a non-negative int, got {refine_steps!r}")
     positive = [float(s) for s in sigmas if float(s) > 0.0]
     if inner_steps_last is None and isinstance(inner_steps, int) and inner_steps >= 1:
-        ratio = _timestep(model_sampling, positive[-1]) / max(_timestep(model_sampling, positive[0]), 1e-9)
-        inner_steps_last = max(1, int(round(inner_steps * ratio)))
+        ratio = fraction_at_sigma(model_sampling, positive[-1]) / max(fraction_at_sigma(model_sampling, positive[0]), 1e-9)
+        inner_steps_last = max(1, int(round(round(inner_steps * ratio, 6))))  # 6 digits: bisection noise
     counts = inner_step_counts(len(positive), inner_steps, inner_steps_last)
     groups = projector.view_groups()
     n = len(positive)

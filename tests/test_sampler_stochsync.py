@@ -34,10 +34,10 @@ def test_stochsync_sigmas_are_linear_in_timestep_with_a_trailing_zero():
     expected = EPS.sigma(torch.linspace(900, 270, 25))
     assert torch.allclose(sigmas[:-1], expected)
     assert EPS.timestep(sigmas[:1]).item() == 900 and EPS.timestep(sigmas[24:25]).item() == 270
-    flow = stochsync_sigmas(FlowSampling(), steps=3, t_start=1000, t_stop=500)
+    flow = stochsync_sigmas(FlowSampling(), steps=3, start=1.0, stop=0.5)
     assert torch.allclose(flow, torch.tensor([1.0, 0.75, 0.5, 0.0]))
-    with pytest.raises(ValueError, match="t_start=270, t_stop=900"):
-        stochsync_sigmas(EPS, t_start=270, t_stop=900)
+    with pytest.raises(ValueError, match="t_start=0.27, t_stop=0.9"):
+        stochsync_sigmas(EPS, start=0.27, stop=0.9)
     with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
         stochsync_sigmas(EPS, steps=0)
 
