@@ -42,7 +42,7 @@ def uv_overlap_fraction(mesh: MeshData, size: int = 256) -> float:
     """
     import torch
 
-    from ..projectors.raster_torch import rasterize_screen  # lazy: projectors import assets
+    from .screen_raster import rasterize_screen
 
     if not mesh.has_uvs:
         raise MeshError(f"{mesh.source}: mesh has no UVs")

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 import comfy.model_management
-import comfy.sample
-import comfy.samplers
-import comfy.utils
 import folder_paths
-import latent_preview
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
@@ -33,79 +31,121 @@ from ..samplers.ddr_representations import CanonicalRepresentation, SirenReprese
 from ..samplers.syncdiffusion import sample_syncdiffusion
 from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, statistics_loss
 from .common import CATEGORY, canvas_to_image, latent_projector, projector_input
-from .sampler_nodes import canonical_latent, sync_sigmas
-from .sync_sampling import check_view_conditioning, make_denoiser
+from .sync_sampling import ComfyRun, canonical_latent, check_view_conditioning, comfy_run, run_with_comfy, sync_sigmas
 
 log = logging.getLogger(__name__)
 FUSE_CATEGORY = f"{CATEGORY}/fuse rules"
 DDE_FOLDER, PERCEPTUAL_FOLDER = "sync_canvas_dde", "sync_canvas_perceptual"
 NONE = "none"
-for _folder in (DDE_FOLDER, PERCEPTUAL_FOLDER):
-    folder_paths.add_model_folder_path(_folder, os.path.join(folder_paths.models_dir, _folder))
 
 DDECoordinator = io.Custom("DDE_COORDINATOR")
 PerceptualLossType = io.Custom("SYNC_PERCEPTUAL_LOSS")
 
 
+def register_model_folders() -> None:
+    """Adds ``models/sync_canvas_dde`` and ``models/sync_canvas_perceptual`` to ComfyUI's folder list.
+
+    Called when a loader node is defined or run, never at import: importing the pack changes nothing."""
+    for folder in (DDE_FOLDER, PERCEPTUAL_FOLDER):
+        if folder not in folder_paths.folder_names_and_paths:
+            folder_paths.add_model_folder_path(folder, os.path.join(folder_paths.models_dir, folder))
+
+
 def _files(folder: str) -> list[str]:
+    register_model_folders()
     try:
         return [NONE] + folder_paths.get_filename_list(folder)
     except KeyError:
         return [NONE]
 
 
+def _full_path(folder: str, name: str) -> str:
+    register_model_folders()
+    return folder_paths.get_full_path_or_raise(folder, name)
+
+
 # --------------------------------------------------------------------------------------------------
-# the KSAMPLER function shared by the three nodes
+# the fuse rules: one entry per rule, each a pure sampler called with what the bridge prepared
+@dataclass(frozen=True)
+class FuseRule:
+    """How one fuse rule samples: ``run(run, projector, sigmas, options) -> (result, report)`` where
+    ``result.canonical`` is ``[C, *S]``; ``defaults(eta)`` are the papers' settings used when the rule is
+    picked as a mode of the SyncCanvas KSampler (the rule's own node exposes every option)."""
+
+    name: str
+    run: Callable
+    defaults: Callable[[float], dict]
+
+
+def _ddr(run: ComfyRun, projector, sigmas, options: dict):
+    kind = options.pop("representation")
+    adam = dict(adam_steps=options.pop("adam_steps"), adam_lr=options.pop("adam_lr"))
+    channels = run.noise.shape[0]
+    rep = (SirenRepresentation(projector, channels, **adam) if kind == "siren"
+           else CanonicalRepresentation(projector, channels, dtype=run.noise.dtype))
+    # DDR starts from theta = 0 (Algorithm 1): the start latent is not used
+    result = sample_ddr(run.denoiser, rep, sigmas, run.model_sampling, noise=run.noise, **options, **run.common())
+    return result, (f"DDR ({kind} representation, eta {options['eta']}, {len(result.schedule)} schedule entries, "
+                    f"{result.model_evals} view evaluations)")
+
+
+def _dde(run: ComfyRun, projector, sigmas, options: dict):
+    result = sample_dde(run.denoiser, projector, sigmas, run.noise, run.model_sampling, latent_image=run.latent_image,
+                        **options, **run.common())
+    return result, f"DDE: views fused by {result.fuse_rule}"
+
+
+def _syncdiffusion(run: ComfyRun, projector, sigmas, options: dict):
+    loss = options.pop("loss") or latent_rgb_statistics_loss(run.base_model)
+    result = sample_syncdiffusion(run.denoiser, projector, sigmas, run.noise, run.model_sampling, loss=loss,
+                                  through_model=False, latent_image=run.latent_image, **options, **run.common())
+    return result, (f"SyncDiffusion (gradient step on x0; loss: {result.loss_name}; "
+                    f"{result.model_evals} view evaluations)")
+
+
+def _dde_defaults(eta: float) -> dict:
+    log.warning("SyncCanvas DDE: %s", AVERAGING)
+    return dict(eta=eta, coordinator=None)
+
+
+FUSE_RULES: dict[str, FuseRule] = {rule.name: rule for rule in (
+    FuseRule("ddr", _ddr, lambda eta: dict(eta=eta, representation="canvas", jump_length=0, jump_interval=1,
+                                           jump_repeat=1, adam_steps=200, adam_lr=1e-4, consistent_noise=True)),
+    FuseRule("dde", _dde, _dde_defaults),
+    FuseRule("syncdiffusion", _syncdiffusion,
+             lambda eta: dict(weight=20.0, decay=0.95, first_steps=None, every=1, anchor_view=0, eta=eta, loss=None)),
+)}
+
+
+def fuse_rule(name: str) -> FuseRule:
+    if name not in FUSE_RULES:
+        raise ValueError(f"unknown fuse rule {name!r}; expected one of {', '.join(FUSE_RULES)}")
+    return FUSE_RULES[name]
+
+
+def ksampler_mode_options(rule: str, eta: float) -> dict:
+    """The papers' defaults for a fuse rule picked as a mode of the SyncCanvas KSampler (the rule's own
+    node exposes every option): DDR on the canvas itself, no RePaint jumps; DDE without a coordinator
+    (= averaging, reported); SyncDiffusion w 20, decay 0.95, weight-free loss."""
+    return fuse_rule(rule).defaults(eta)
+
+
+# the KSAMPLER function shared by the three nodes and the KSampler's fuse-rule modes
 @torch.no_grad()
 def sample_fuse_rule(model, x, sigmas, extra_args=None, callback=None, disable=None, rule="ddr", projector=None,
                      noise=None, latent_image=None, options=None, result_sink=None):
-    """One canonical latent ``x [1, C, *S]`` -> ``[1, C, *S]`` with ``rule`` in ("ddr", "dde", "syncdiffusion").
+    """One canonical latent ``x [1, C, *S]`` -> ``[1, C, *S]`` with the fuse rule ``rule`` (``FUSE_RULES``).
 
     ``options`` go to the pure sampler. Runs outside inference mode so SyncDiffusion's gradient step can
     take a gradient (on x0 only: ComfyUI's weights are inference tensors, so Eq. 14's gradient through
     the UNet is not available here).
     """
-    extra_args = {} if extra_args is None else extra_args
-    options = dict(options or {})
-    base_model = model.inner_model.inner_model
-    ms = base_model.model_sampling
+    entry = fuse_rule(rule)
     with torch.inference_mode(False):
         projector = projector.to(x.device)
         sigmas = sigmas.to(x.device).clone()
-        if noise is None:
-            scale = ms.noise_scaling(sigmas[:1], torch.ones_like(x[:1, :1]), torch.zeros_like(x[:1, :1]))
-            noise = x / scale
-        noise = noise.to(x).clone()[0]
-        if latent_image is not None and torch.count_nonzero(latent_image):
-            options["latent_image"] = base_model.process_latent_in(latent_image.to(x)).clone()[0]
-        check = comfy.model_management.throw_exception_if_processing_interrupted
-        denoiser = make_denoiser(model, extra_args, projector.n_views, check)
-        generator = torch.Generator(device=x.device).manual_seed(int(extra_args.get("seed", 0) or 0))
-
-        def report(step, total, canonical):
-            if callback is not None and canonical is not None and canonical.dim() == 3:
-                c = canonical.unsqueeze(0)
-                callback({"i": min(step, len(sigmas) - 2), "x": c, "denoised": c, "sigma": sigmas[0], "sigma_hat": sigmas[0]})
-
-        common = dict(generator=generator, callback=report, check_cancel=check)
-        if rule == "ddr":
-            kind = options.pop("representation")
-            channels = noise.shape[0]
-            if kind == "siren":
-                rep = SirenRepresentation(projector, channels, adam_steps=options.pop("adam_steps"), adam_lr=options.pop("adam_lr"))
-            else:
-                options.pop("adam_steps"), options.pop("adam_lr")
-                rep = CanonicalRepresentation(projector, channels, dtype=noise.dtype)
-            options.pop("latent_image", None)  # DDR starts from theta = 0 (Algorithm 1)
-            result = sample_ddr(denoiser, rep, sigmas, ms, noise=noise, **options, **common)
-            text = f"DDR ({kind} representation, eta {options['eta']}, {len(result.schedule)} schedule entries, {result.model_evals} view evaluations)"
-        elif rule == "dde":
-            result = sample_dde(denoiser, projector, sigmas, noise, ms, **options, **common)
-            text = f"DDE: views fused by {result.fuse_rule}"
-        else:
-            loss = options.pop("loss") or latent_rgb_statistics_loss(base_model)
-            result = sample_syncdiffusion(denoiser, projector, sigmas, noise, ms, loss=loss, through_model=False, **options, **common)
-            text = f"SyncDiffusion (gradient step on x0; loss: {result.loss_name}; {result.model_evals} view evaluations)"
+        run = comfy_run(model, x, sigmas, extra_args, callback, projector, noise, latent_image)
+        result, text = entry.run(run, projector, sigmas, dict(options or {}))
         if result_sink is not None:
             result_sink["report"] = text
         return result.canonical.unsqueeze(0).to(x).clone()
@@ -175,37 +215,16 @@ def _outputs() -> list:
 
 def run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options) -> tuple[torch.Tensor, str]:
     """Samples the canonical latent ``[1, C, *S]`` with ``rule``; returns it with the report of what fused the views."""
+    fuse_rule(rule)
     check_view_conditioning(positive, negative, lat_projector.n_views)
     samples = canonical_latent(model, None, lat_projector)
     sigmas = sync_sigmas(model, "case_2", scheduler, steps, 1.0)
-    noise = comfy.sample.prepare_noise(samples, seed)
     sink: dict = {}
-    sampler = comfy.samplers.KSAMPLER(sample_fuse_rule, extra_options=dict(
-        rule=rule, projector=lat_projector, noise=noise, latent_image=samples, options=options, result_sink=sink))
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
-    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-    out = guider.sample(noise, samples, sampler, sigmas, denoise_mask=None, callback=callback,
-                        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    out = run_with_comfy(model, positive, negative, cfg, seed, samples, sigmas, sample_fuse_rule,
+                         dict(rule=rule, projector=lat_projector, options=options, result_sink=sink))
     report = sink.get("report", "")
     log.info("SyncCanvas %s: %s", rule, report)
     return out, report
-
-
-def ksampler_mode_options(rule: str, eta: float) -> dict:
-    """The papers' defaults for a fuse rule picked as a mode of the SyncCanvas KSampler (the rule's own
-    node exposes every option): DDR on the canvas itself, no RePaint jumps; DDE without a coordinator
-    (= averaging, reported); SyncDiffusion w 20, decay 0.95, weight-free loss."""
-    if rule == "ddr":
-        return dict(eta=eta, representation="canvas", jump_length=0, jump_interval=1, jump_repeat=1,
-                    adam_steps=200, adam_lr=1e-4, consistent_noise=True)
-    if rule == "dde":
-        log.warning("SyncCanvas DDE: %s", AVERAGING)
-        return dict(eta=eta, coordinator=None)
-    if rule == "syncdiffusion":
-        return dict(weight=20.0, decay=0.95, first_steps=None, every=1, anchor_view=0, eta=eta, loss=None)
-    raise ValueError(f"unknown fuse rule {rule!r}; expected ddr, dde or syncdiffusion")
 
 
 def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options) -> io.NodeOutput:
@@ -274,7 +293,7 @@ class SyncCanvasLoadDDECoordinator(io.ComfyNode):
         if checkpoint == NONE:
             raise ValueError(f"no DDE coordinator selected; put a .safetensors from scripts/train_dde.py in models/{DDE_FOLDER}")
         with torch.inference_mode(False):
-            return io.NodeOutput(load_coordinator(folder_paths.get_full_path_or_raise(DDE_FOLDER, checkpoint)))
+            return io.NodeOutput(load_coordinator(_full_path(DDE_FOLDER, checkpoint)))
 
 
 class SyncCanvasDDEKSampler(io.ComfyNode):
@@ -327,9 +346,9 @@ class SyncCanvasLoadPerceptualLoss(io.ComfyNode):
     def execute(cls, vgg16, lpips_lin) -> io.NodeOutput:
         if vgg16 == NONE:
             raise ValueError(f"select a VGG16 weights file from models/{PERCEPTUAL_FOLDER}")
-        lin = None if lpips_lin == NONE else folder_paths.get_full_path_or_raise(PERCEPTUAL_FOLDER, lpips_lin)
+        lin = None if lpips_lin == NONE else _full_path(PERCEPTUAL_FOLDER, lpips_lin)
         with torch.inference_mode(False):
-            return io.NodeOutput(load_lpips_vgg(folder_paths.get_full_path_or_raise(PERCEPTUAL_FOLDER, vgg16), lin))
+            return io.NodeOutput(load_lpips_vgg(_full_path(PERCEPTUAL_FOLDER, vgg16), lin))
 
 
 class SyncCanvasSyncDiffusionKSampler(io.ComfyNode):

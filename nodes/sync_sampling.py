@@ -1,10 +1,15 @@
-"""Plugs the pure synchronized samplers (``samplers/``) into ComfyUI's sampling stack.
+"""The one bridge between ComfyUI's sampling stack and the pure synchronized samplers (``samplers/``).
 
 The pack's sampler functions want ``denoiser(x_views [n,C,h,w], sigma, view_ids [n]) -> x0``. ComfyUI
 hands a ``KSAMPLER`` function ``model(x, sigma_vec, **extra_args)`` that already applies CFG, LoRA patches
-and ControlNet. This module bridges the two:
+and ControlNet. Everything between the two lives here, once, and is used by the SyncCanvas KSampler, the
+SAMPLER node and every fuse rule (``fuse_rules.py``):
 
-* ``sample_sync_canvas`` is a k-diffusion-style sampler function for ``comfy.samplers.KSAMPLER``;
+* ``canonical_latent`` / ``sync_sigmas``: the start latent and the sigma schedule of a run;
+* ``run_with_comfy``: CFGGuider + KSAMPLER + the latent preview callback (previews, progress, Cancel);
+* ``comfy_run``: inside a KSAMPLER function, the seeded generator, the recovered noise and start latent,
+  the denoiser and the preview report every pure sampler takes;
+* ``sample_sync_canvas``: the KSAMPLER function of the SyncTweedies cases and StochSync;
 * ``views_aligned`` makes per-view conditioning (ControlNet hints, per-view prompts) follow ``view_ids``
   when a step evaluates only a subset of the views (StochSync groups, chunking). Without it ComfyUI takes
   the first hints of the batch: with 4 hints and a 2-view CFG call, cond gets views 0,1 and uncond views
@@ -17,13 +22,19 @@ import math
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from dataclasses import dataclass
+
 import torch
 
 import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
 
 from ..samplers.cross_view_patch import with_views
 from ..samplers.engine import RGBFuse
-from ..samplers.stochsync import sample_stochsync
+from ..samplers.stochsync import sample_stochsync, stochsync_sigmas
 from ..samplers.synchronized import sample_synchronized
 
 PER_VIEW_KEY = "sync_canvas_views"
@@ -173,7 +184,140 @@ def make_rgb_fuse(vae, base_model, pixel_projector, every_step: bool = False) ->
 
 
 # --------------------------------------------------------------------------------------------------
-# the KSAMPLER function
+# a run: start latent, schedule, ComfyUI's guider and KSAMPLER
+def canonical_latent(model, latent: dict | None, projector, pixel_projector=None) -> torch.Tensor:
+    """The canonical start latent ``[1, C, *S]`` (raw VAE space): the given one, checked, or zeros.
+    ``pixel_projector`` (the node's input) names the pixel canvas the latent must come from in errors."""
+    latent_format = model.get_model_object("latent_format")
+    shape = tuple(projector.canonical_shape)
+    if latent is None:
+        return torch.zeros(1, latent_format.latent_channels, *shape)
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    if samples.shape[0] != 1 or tuple(samples.shape[2:]) != shape:
+        got = "x".join(map(str, samples.shape[2:][::-1]))
+        raise ValueError(
+            f"the latent is {got} (WxH, batch {samples.shape[0]}) but the projector's canonical latent is "
+            f"{'x'.join(map(str, shape[::-1]))} (batch 1)"
+            + ("" if pixel_projector is None else
+               f", i.e. a {'x'.join(map(str, pixel_projector.canonical_shape[::-1]))} pixel canvas")
+            + "; use SyncCanvas Empty Canonical Latent or VAE-encode the canvas image"
+        )
+    if "noise_mask" in latent:
+        raise ValueError("the latent has a noise_mask; inpainting a canvas is not supported by the SyncCanvas KSampler")
+    return samples
+
+
+def sync_sigmas(model, mode: str, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
+    """The sigma schedule: StochSync's own t 900 -> 270 of 1000 as fractions of the model's noise schedule
+    (any family, shift nodes honoured; denoise < 1 starts later), else ComfyUI's KSampler rule."""
+    model_sampling = model.get_model_object("model_sampling")
+    if mode == "stochsync":
+        return stochsync_sigmas(model_sampling, steps=steps, denoise=denoise).cpu()
+    return comfy.samplers.KSampler(model, steps, "cpu", "euler", scheduler, denoise).sigmas.cpu()
+
+
+def run_with_comfy(model, positive, negative, cfg: float, seed: int, samples: torch.Tensor, sigmas: torch.Tensor,
+                   function, options: dict) -> torch.Tensor:
+    """``function`` (a KSAMPLER function) through CFGGuider with ComfyUI's latent previews and progress bar.
+
+    ``samples [1, C, *S]`` is the raw start latent; the standard-normal noise (``prepare_noise`` of the
+    seed) and ``samples`` also reach ``function`` as ``noise`` / ``latent_image`` so it recovers them
+    exactly. Returns the sampled canonical latent ``[1, C, *S]`` (raw VAE space).
+    """
+    noise = comfy.sample.prepare_noise(samples, seed)
+    sampler = comfy.samplers.KSAMPLER(function, extra_options=dict(options, noise=noise, latent_image=samples))
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+    return guider.sample(noise, samples, sampler, sigmas, denoise_mask=None, callback=callback,
+                         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+
+
+@dataclass
+class ComfyRun:
+    """What every pure sampler takes, made from what a KSAMPLER function is given."""
+
+    base_model: object  # ComfyUI's BaseModel (latent format, process_latent_in/out)
+    model_sampling: object  # its ModelSampling (noise_scaling, sigma <-> timestep)
+    denoiser: Callable  # denoiser(x_views, sigma, view_ids) -> x0, hints following view_ids
+    noise: torch.Tensor  # [C, *S] standard normal (canonical)
+    latent_image: torch.Tensor | None  # [C, *S] model-space start, None for an empty canvas
+    max_denoise: bool  # ComfyUI's KSAMPLER max_denoise rule (the schedule starts at sigma_max)
+    generator: torch.Generator  # seeded from the run's seed, on the data's device
+    report: Callable[[int, int, torch.Tensor], None]  # the pure samplers' callback -> ComfyUI previews
+    check_cancel: Callable[[], None]
+
+    def common(self) -> dict:
+        """Keyword arguments every pure sampler takes."""
+        return dict(generator=self.generator, callback=self.report, check_cancel=self.check_cancel)
+
+
+def comfy_run(model, x, sigmas, extra_args, callback, projector, noise=None, latent_image=None) -> ComfyRun:
+    """Inside a KSAMPLER function: recover the noise and start latent, seed the generator, wrap the model.
+
+    ``x`` is what ``KSAMPLER.sample`` passes: ``noise_scaling(sigmas[0], noise, latent)``. The pack's nodes
+    pass the standard-normal ``noise`` and raw ``latent_image`` explicitly (exact SDEdit); used as a plain
+    SAMPLER, ``x / noise_scaling(sigma_0, 1, 0)`` is taken as the noise with a zero latent, which
+    reproduces ``x`` at the first step exactly. Previews show ``projector.preview_latent`` of the x0.
+    """
+    extra_args = {} if extra_args is None else extra_args
+    base_model = model.inner_model.inner_model
+    model_sampling = base_model.model_sampling
+    max_denoise = noise is not None and starts_at_max_sigma(model_sampling, sigmas)
+    if noise is None:  # x is already scaled (max_denoise included): undo the plain scaling only
+        scale = model_sampling.noise_scaling(sigmas[:1], torch.ones_like(x[:1, :1]), torch.zeros_like(x[:1, :1]))
+        noise, latent_image = x / scale, None
+    else:
+        noise = noise.to(x)
+        if latent_image is not None:
+            latent_image = latent_image.to(x)
+            latent_image = base_model.process_latent_in(latent_image) if torch.count_nonzero(latent_image) else None
+    last = len(sigmas) - 1
+
+    def report(step: int, total_steps: int, canonical_x0: torch.Tensor) -> None:
+        preview = preview_latent(projector, canonical_x0)
+        if callback is not None and preview is not None:
+            x0 = preview.unsqueeze(0)
+            i = min(step, max(last - 1, 0))
+            callback({"i": i, "x": x0, "denoised": x0, "sigma": sigmas[i], "sigma_hat": sigmas[i]})
+
+    check = comfy.model_management.throw_exception_if_processing_interrupted
+    return ComfyRun(
+        base_model=base_model,
+        model_sampling=model_sampling,
+        denoiser=make_denoiser(model, extra_args, projector.n_views, check),
+        noise=noise[0].clone(),
+        latent_image=None if latent_image is None else latent_image[0].clone(),
+        max_denoise=max_denoise,
+        generator=torch.Generator(device=x.device).manual_seed(int(extra_args.get("seed", 0) or 0)),
+        report=report,
+        check_cancel=check,
+    )
+
+
+def preview_latent(projector, canonical: torch.Tensor) -> torch.Tensor | None:
+    """The image latent ``[C, h, w]`` ComfyUI's preview decodes for this canvas, or None (no picture)."""
+    show = getattr(projector, "preview_latent", None)
+    if show is not None:
+        return show(canonical)
+    if canonical.dim() == 4:  # stacked planes [C, M, H, W] show their mean
+        canonical = canonical.mean(1)
+    return canonical if canonical.dim() == 3 else None
+
+
+def check_latent_shape(x: torch.Tensor, projector) -> None:
+    if projector is None:
+        raise ValueError("the synchronized sampler needs a latent-resolution projector")
+    if x.shape[0] != 1 or tuple(x.shape[2:]) != tuple(projector.canonical_shape):
+        raise ValueError(
+            f"the latent has shape {tuple(x.shape)} but the projector's canonical latent is "
+            f"[1, C, {', '.join(map(str, projector.canonical_shape))}]"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# the KSAMPLER function of the SyncTweedies cases and StochSync
 @torch.no_grad()
 def sample_sync_canvas(
     model,
@@ -189,71 +333,34 @@ def sample_sync_canvas(
     vae=None,
     pixel_projector=None,
     rgb_every_step: bool = False,
-    inner_steps: int = 25,
+    inner_steps: int = 50,
     noise: torch.Tensor | None = None,
     latent_image: torch.Tensor | None = None,
     result_sink: dict | None = None,
 ):
     """Synchronized sampling of one canonical latent ``x [1, C, *S]`` (model space) -> ``[1, C, *S]``.
 
-    ``x`` is what ``KSAMPLER.sample`` passes: ``noise_scaling(sigmas[0], noise, latent)``. The SyncCanvas
-    KSampler node passes the standard-normal ``noise`` and raw ``latent_image`` explicitly (exact SDEdit);
-    used as a plain SAMPLER, ``x / noise_scaling(sigma_0, 1, 0)`` is taken as the noise with a zero latent,
-    which reproduces ``x`` at the first step exactly. With a ``vae`` (and the ``pixel_projector``) the
-    views are also fused in RGB (at the end, or every step). ``result_sink["result"]`` receives the SyncResult.
+    Noise and start latent as in ``comfy_run``. With a ``vae`` (and the ``pixel_projector``) the views
+    are also fused in RGB (at the end, or every step). ``result_sink["result"]`` receives the SyncResult.
     """
-    extra_args = {} if extra_args is None else extra_args
-    if projector is None:
-        raise ValueError("sample_sync_canvas needs a latent-resolution projector")
-    if x.shape[0] != 1 or tuple(x.shape[2:]) != tuple(projector.canonical_shape):
-        raise ValueError(
-            f"the latent has shape {tuple(x.shape)} but the projector's canonical latent is "
-            f"[1, C, {', '.join(map(str, projector.canonical_shape))}]"
-        )
+    check_latent_shape(x, projector)
     case = mode_case(mode)
-    base_model = model.inner_model.inner_model
-    model_sampling = base_model.model_sampling
     projector = projector.to(x.device)
+    sigmas = sigmas.to(x.device)
+    run = comfy_run(model, x, sigmas, extra_args, callback, projector, noise, latent_image)
     rgb_fuse = None
     if vae is not None:
         if pixel_projector is None:
             raise ValueError("RGB fusing needs the pixel-resolution projector next to the VAE")
-        rgb_fuse = make_rgb_fuse(vae, base_model, pixel_projector.to(x.device), rgb_every_step)
-    sigmas = sigmas.to(x.device)
-
-    max_denoise = noise is not None and starts_at_max_sigma(model_sampling, sigmas)
-    if noise is None:  # x is already scaled (max_denoise included): undo the plain scaling only
-        scale = model_sampling.noise_scaling(sigmas[:1], torch.ones_like(x[:1, :1]), torch.zeros_like(x[:1, :1]))
-        noise, latent_image = x / scale, None
-    else:
-        noise = noise.to(x)
-        if latent_image is not None:
-            latent_image = latent_image.to(x)
-            latent_image = base_model.process_latent_in(latent_image) if torch.count_nonzero(latent_image) else None
-
-    def report(step: int, total_steps: int, canonical_x0: torch.Tensor) -> None:
-        # previews decode an image latent [1, C, H, W]: stacked planes [C, M, H, W] show their mean
-        if canonical_x0.dim() == 4:
-            canonical_x0 = canonical_x0.mean(1)
-        if callback is not None and canonical_x0.dim() == 3:
-            x0 = canonical_x0.unsqueeze(0)
-            callback({"i": step, "x": x0, "denoised": x0, "sigma": sigmas[step], "sigma_hat": sigmas[step]})
-
-    generator = torch.Generator(device=x.device).manual_seed(int(extra_args.get("seed", 0) or 0))
-    denoiser = make_denoiser(model, extra_args, projector.n_views, comfy.model_management.throw_exception_if_processing_interrupted)
-    options = dict(
-        latent_image=None if latent_image is None else latent_image[0],
-        generator=generator,
-        max_views_per_batch=max_views_per_batch or None,
-        rgb_fuse=rgb_fuse,
-        callback=report,
-        check_cancel=comfy.model_management.throw_exception_if_processing_interrupted,
-    )
+        rgb_fuse = make_rgb_fuse(vae, run.base_model, pixel_projector.to(x.device), rgb_every_step)
+    options = dict(latent_image=run.latent_image, max_views_per_batch=max_views_per_batch or None, rgb_fuse=rgb_fuse,
+                   **run.common())
     if case is None:
-        result = sample_stochsync(denoiser, projector, sigmas, noise[0], model_sampling, inner_steps=inner_steps, **options)
+        result = sample_stochsync(run.denoiser, projector, sigmas, run.noise, run.model_sampling,
+                                  inner_steps=inner_steps, **options)
     else:
-        result = sample_synchronized(denoiser, projector, sigmas, noise[0], model_sampling, case=case, eta=eta,
-                                     max_denoise=max_denoise, **options)
+        result = sample_synchronized(run.denoiser, projector, sigmas, run.noise, run.model_sampling, case=case,
+                                     eta=eta, max_denoise=run.max_denoise, **options)
     if result_sink is not None:
         result_sink["result"] = result
     return result.canonical.unsqueeze(0).to(x)

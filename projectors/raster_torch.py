@@ -1,10 +1,8 @@
 """A pure-torch barycentric z-buffer rasteriser: the always-available fallback and the reference twin
 that the ray-casting back-end is tested against.
 
-Each face is projected to the screen, every pixel centre inside its bounding box is tested with 2-D
-edge functions, barycentrics are made perspective-correct (``b_i = (l_i / d_i) / sum_j l_j / d_j`` with
-screen-space ``l`` and view depths ``d``) and the nearest face per pixel wins (scatter-min z-buffer).
-Work is chunked by candidate count, so memory stays bounded whatever the face sizes.
+Each face is projected to the screen and rasterised by ``assets.screen_raster.rasterize_screen`` (edge
+functions at pixel centres, perspective-correct barycentrics, scatter-min z-buffer).
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-CANDIDATE_BUDGET = 1 << 21  # (face, pixel) pairs tested at once
+from ..assets.screen_raster import rasterize_screen  # noqa: F401  (re-exported: mesh_pull rasterises UV atlases)
 
 
 def _screen(vertices: torch.Tensor, cam, h: int, w: int):
@@ -28,22 +26,6 @@ def _screen(vertices: torch.Tensor, cam, h: int, w: int):
     sx = (vc[:, 0] / (safe * tan * (w / h)) * 0.5 + 0.5) * w
     sy = (0.5 - vc[:, 1] / (safe * tan) * 0.5) * h
     return sx, sy, depth
-
-
-def _edge(ax, ay, bx, by, px, py):
-    return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-
-
-def _barycentric(sx, sy, d, px, py):
-    """Screen-space and perspective-correct barycentrics of points (px, py) in triangles ``[K, 3]``."""
-    area = _edge(sx[:, 0], sy[:, 0], sx[:, 1], sy[:, 1], sx[:, 2], sy[:, 2])
-    l0 = _edge(sx[:, 1], sy[:, 1], sx[:, 2], sy[:, 2], px, py) / area
-    l1 = _edge(sx[:, 2], sy[:, 2], sx[:, 0], sy[:, 0], px, py) / area
-    l2 = 1 - l0 - l1
-    screen = torch.stack([l0, l1, l2], -1)
-    q = screen / d
-    inv_depth = q.sum(-1)
-    return screen, q / inv_depth.unsqueeze(-1), 1 / inv_depth
 
 
 def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: int, device=None):
@@ -61,55 +43,3 @@ def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: in
 def _rasterize_view(verts, faces, cam, h, w):
     sx, sy, d = _screen(verts, cam, h, w)
     return rasterize_screen(sx[faces], sy[faces], d[faces], h, w, near=1e-6 * cam.distance)
-
-
-def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0):
-    """Z-buffer rasterisation of triangles given in screen space: corner x, y (pixel units, pixel
-    centres at c + 0.5) and view depths ``fd`` (all ``[F, 3]``; constant depths rasterise a flat layout
-    such as a UV atlas). Faces with a corner at depth <= ``near`` are skipped.
-    Returns ``(face_id [h*w] int64 (-1 empty), bary [h*w, 3] float64 perspective-correct)``.
-    """
-    area = _edge(fx[:, 0], fy[:, 0], fx[:, 1], fy[:, 1], fx[:, 2], fy[:, 2])
-    # candidate pixel centres (c + 0.5) inside each face's screen bounding box
-    x0 = torch.ceil(fx.min(1).values - 0.5).clamp(0, w).long()
-    x1 = torch.floor(fx.max(1).values - 0.5).clamp(-1, w - 1).long()
-    y0 = torch.ceil(fy.min(1).values - 0.5).clamp(0, h).long()
-    y1 = torch.floor(fy.max(1).values - 0.5).clamp(-1, h - 1).long()
-    bw, bh = (x1 - x0 + 1).clamp_min(0), (y1 - y0 + 1).clamp_min(0)
-    keep = (fd.min(1).values > near) & (area.abs() > 1e-12) & (bw * bh > 0)
-    face_ids = torch.nonzero(keep).squeeze(1)
-    counts = (bw * bh)[face_ids]
-    zbuf = torch.full((h * w,), math.inf, dtype=torch.float64)
-    fbuf = torch.full((h * w,), -1, dtype=torch.long)
-    start = 0
-    ends = torch.cumsum(counts, 0)
-    while start < len(face_ids):
-        base = int(ends[start - 1]) if start else 0
-        stop = int(torch.searchsorted(ends, base + CANDIDATE_BUDGET, right=True))
-        stop = max(stop, start + 1)
-        chunk = face_ids[start:stop]
-        c = counts[start:stop]
-        owner = torch.repeat_interleave(torch.arange(len(chunk)), c)
-        offset = torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-        f = chunk[owner]
-        px = x0[f] + offset % bw[f]
-        py = y0[f] + offset // bw[f]
-        screen, _, depth = _barycentric(fx[f], fy[f], fd[f], px + 0.5, py + 0.5)
-        inside = (screen >= -1e-9).all(-1)
-        pix = (py * w + px)[inside]
-        depth, f = depth[inside], f[inside]
-        best = torch.full((h * w,), math.inf, dtype=torch.float64).scatter_reduce(0, pix, depth, "amin")
-        winner = depth <= best[pix]
-        fchunk = torch.full((h * w,), -1, dtype=torch.long).scatter_reduce(0, pix[winner], f[winner], "amax")
-        better = best < zbuf
-        zbuf = torch.where(better, best, zbuf)
-        fbuf = torch.where(better, fchunk, fbuf)
-        start = stop
-    bary = torch.zeros(h * w, 3, dtype=torch.float64)
-    hit = torch.nonzero(fbuf >= 0).squeeze(1)
-    if len(hit):
-        f = fbuf[hit]
-        px, py = (hit % w).double() + 0.5, (hit // w).double() + 0.5
-        _, persp, _ = _barycentric(fx[f], fy[f], fd[f], px, py)
-        bary[hit] = persp.clamp(0, 1) / persp.clamp(0, 1).sum(-1, keepdim=True)
-    return fbuf, bary

@@ -93,3 +93,32 @@ def test_syncdiffusion_node_with_a_user_lpips_file(tiny, model, panorama, tmp_pa
     guided, _, report = run(SyncCanvasSyncDiffusionKSampler, model, tiny, panorama, weight=20.0, loss=loss, **opts)
     assert "LPIPS-VGG on preview RGB" in report
     assert torch.isfinite(guided["samples"]).all() and (guided["samples"] - plain["samples"]).abs().max() > 0
+
+
+@pytest.mark.parametrize("mode", ["ddr", "dde", "syncdiffusion"])
+def test_ksampler_fuse_rule_modes_send_a_41_window_panorama_in_chunks(tiny, model, mode):
+    """max_views_per_batch reaches the fuse rules: 41 windows x 2 CFG rows arrive as chunks of <= 2 x 8 rows."""
+    from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+
+    projector = SyncCanvasWidePanorama.execute(width=64 + 40 * 8, height=64, window=64, stride=8, wrap=False).args[0]
+    assert projector.n_views == 41
+    rows = []
+    handle = model.model.diffusion_model.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        with torch.inference_mode():
+            latent = SyncCanvasKSampler.execute(model, tiny.conditioning(0), tiny.conditioning(1), projector, seed=1,
+                                                steps=1, cfg=2.0, mode=mode, scheduler="normal", eta=0.0, denoise=1.0,
+                                                max_views_per_batch=8).args[0]
+    finally:
+        handle.remove()
+    assert max(rows) <= 16 and sum(rows) >= 82, rows  # every view evaluated, never more than 8 views per call
+    assert latent["samples"].shape == (1, 4, 8, 48)
+
+
+def test_ksampler_fuse_rule_modes_refuse_rgb_every_step(tiny, model, panorama):
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+
+    with pytest.raises(ValueError, match="rgb_every_step"):
+        SyncCanvasKSampler.execute(model, tiny.conditioning(0), tiny.conditioning(1), panorama, seed=1, steps=1, cfg=2.0,
+                                   mode="dde", scheduler="normal", eta=0.0, denoise=1.0, rgb_every_step=True)
