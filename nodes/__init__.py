@@ -39,6 +39,11 @@ def collect_nodes(modules: tuple[str, ...] = NODE_MODULES) -> list[type[io.Comfy
 class SyncCanvasExtension(ComfyExtension):
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # Here, not in on_load: ComfyUI 0.3.64 never calls on_load. The shipped workflows' inputs are then
+        # in the input folder without copying by hand (missing ones only; a user's file is kept).
+        from .files import install_demo_inputs
+
+        install_demo_inputs()
         return collect_nodes()
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import folder_paths
+
+DEMO_INPUTS = Path(__file__).resolve().parents[1] / "workflows" / "inputs"
+"""The files the shipped workflows load (a 360 depth map, a mesh, a splat scene)."""
 
 
 def input_files(extensions: tuple[str, ...]) -> list[str]:
@@ -54,3 +59,27 @@ def save_target(filename_prefix: str, width: int = 0, height: int = 0) -> tuple[
         filename_prefix, folder_paths.get_output_directory(), width, height)
     os.makedirs(folder, exist_ok=True)
     return folder, name, counter, subfolder
+
+
+def install_demo_inputs(source: Path = DEMO_INPUTS, input_dir: str | None = None) -> list[Path]:
+    """Copies each demo input the shipped workflows load into ComfyUI's input folder if no file of that name is
+    there; a user's file of the same name is never replaced. Returns the files copied."""
+    target = Path(input_dir or folder_paths.get_input_directory())
+    copied = []
+    if not source.is_dir():
+        return copied
+    for path in sorted(source.iterdir()):
+        destination = target / path.name
+        if not path.is_file() or destination.exists() or destination.is_symlink():
+            continue
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            with open(destination, "xb") as out, open(path, "rb") as src:  # "x": never over a file made meanwhile
+                shutil.copyfileobj(src, out)
+        except OSError as err:  # a read-only input folder must not stop the pack from loading
+            logging.warning("Sync Canvas: could not copy demo input %s to %s: %s", path.name, target, err)
+            continue
+        copied.append(destination)
+    if copied:
+        logging.info("Sync Canvas: copied demo inputs into %s: %s", target, ", ".join(p.name for p in copied))
+    return copied

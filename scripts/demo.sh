@@ -8,8 +8,8 @@
 #                                  v1-5-pruned-emaonly.safetensors). Without one, a tiny random-weight
 #                                  demo model is built and used: the run is real, the picture is noise.
 #   $SYNC_CONTROLNET               depth ControlNet (path or name) for the depth workflows with your checkpoint
-#   $SYNC_WORKFLOW                 API-format workflow to run (default: workflows/wide_panorama_api.json,
-#                                  else the first workflows/*_api.json)
+#   $SYNC_WORKFLOW                 workflow to run (default: workflows/api/wide_panorama.json, else the
+#                                  first workflows/api/*.json; UI files from example_workflows/ work too)
 #   $SYNC_FAST                     1: fewer steps, smaller canvas (default with the demo model, which is
 #                                  slow at full size on a CPU and makes noise anyway); 0: as shipped
 #   $SYNC_OUTPUT                   where to copy the outputs (default: ./output)
@@ -25,13 +25,13 @@ py="${SYNC_VENV:-$repo/.venv}/bin/python"
 checkpoint="${1:-${SYNC_CHECKPOINT:-}}"
 workflow="${SYNC_WORKFLOW:-}"
 if [[ -z "$workflow" ]]; then
-  workflow=workflows/wide_panorama_api.json
+  workflow=workflows/api/wide_panorama.json
   if [[ ! -f "$workflow" ]]; then
-    workflow=$(ls workflows/*_api.json 2>/dev/null | head -n 1 || true)
+    workflow=$(ls workflows/api/*.json 2>/dev/null | head -n 1 || true)
   fi
 fi
 if [[ -z "$workflow" || ! -f "$workflow" ]]; then
-  echo "demo: no workflow to run (SYNC_WORKFLOW='${SYNC_WORKFLOW:-}', nothing in workflows/*_api.json)" >&2
+  echo "demo: no workflow to run (SYNC_WORKFLOW='${SYNC_WORKFLOW:-}', nothing in workflows/api/*.json)" >&2
   exit 2
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Run one workflow headless through a real ComfyUI with this pack loaded, and report what it made.
 
-    python scripts/run_workflow.py workflows/wide_panorama_api.json [--checkpoint NAME] [--fast] [--output DIR]
+    python scripts/run_workflow.py workflows/api/wide_panorama.json [--checkpoint NAME] [--fast] [--output DIR]
+    python scripts/run_workflow.py "example_workflows/Wide panorama (SyncTweedies).json" --fast
 
 - Starts ComfyUI's `main.py` from $COMFYUI_PATH on a free port (on the GPU if torch sees one, else --cpu); its custom_nodes path is a temporary folder
   holding only a link to this pack, its outputs go to a temporary folder and are copied to --output
@@ -12,7 +13,8 @@
   or, without one, at a tiny random-weight demo model (built on first use: random weights, so the
   pictures are noise - it shows the pipeline runs, not what a real model makes).
 - Files in an inputs/ folder next to the workflow (e.g. a depth map for LoadImage) are copied into
-  the server's input folder.
+  the server's input folder; for the pack's own workflows, the pack's demo inputs (workflows/inputs/;
+  the pack also copies them itself when it loads, if missing).
 - --fast shrinks step counts and sizes where the graph exposes them and prints each change.
 - Stops the server at the end, on errors and on Ctrl-C. Exit status 0 only if the prompt succeeded.
 """
@@ -129,9 +131,17 @@ def load_graph(path: pathlib.Path, server: ComfyServer | None = None) -> tuple[d
     raise ValueError(f"{path} is neither an API-format graph nor a UI-format workflow")
 
 
+PACK_ROOT = SCRIPTS.parent
+DEMO_INPUTS = PACK_ROOT / "workflows" / "inputs"
+
+
 def workflow_input_files(workflow: pathlib.Path) -> list[pathlib.Path]:
-    """Files a shipped workflow loads with LoadImage: everything in the inputs/ folder next to it."""
-    folder = pathlib.Path(workflow).resolve().parent / "inputs"
+    """Files a workflow loads (LoadImage, meshes, splats): the inputs/ folder next to it, else, for a workflow
+    inside this pack (example_workflows/, workflows/api/), the pack's demo inputs."""
+    workflow = pathlib.Path(workflow).resolve()
+    folder = workflow.parent / "inputs"
+    if not folder.is_dir() and PACK_ROOT in workflow.parents:
+        folder = DEMO_INPUTS
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
@@ -197,7 +207,7 @@ def _raise_keyboard_interrupt(signum, frame):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("workflow", type=pathlib.Path, help="API-format (.._api.json) or UI-format workflow file")
+    parser.add_argument("workflow", type=pathlib.Path, help="API-format (workflows/api/*.json) or UI-format (example_workflows/*.json) workflow file")
     parser.add_argument("--checkpoint", help="checkpoint: a file name in your ComfyUI's models/checkpoints or a path "
                         "to a file (default: $SYNC_CHECKPOINT, else the tiny random-weight demo model)",
                         default=os.environ.get("SYNC_CHECKPOINT") or None)

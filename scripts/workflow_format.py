@@ -339,3 +339,86 @@ def is_ui_workflow(data: dict) -> bool:
 def is_api_graph(data: dict) -> bool:
     return isinstance(data, dict) and bool(data) and all(
         isinstance(v, dict) and "class_type" in v and "inputs" in v for v in data.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Layout: how big the graph editor draws a node (frontend 1.2x-1.4x LiteGraph rules, rounded up so that
+# a layout that passes here does not overlap in the editor) and whether two nodes overlap.
+TITLE_HEIGHT = 30  # LiteGraph draws the title bar above ``pos``
+SLOT_HEIGHT = 20  # one input/output socket row
+WIDGET_HEIGHT = 24  # one widget row (20 + 4 margin)
+MULTILINE_HEIGHT = 110  # a multi-line text box (CLIPTextEncode's prompt, a long string widget)
+TEXT_PREVIEW_HEIGHT = 110  # a node whose run result shows text on it (ui PreviewText / PreviewAny)
+IMAGE_PREVIEW = (420, 360)  # (min width, extra height) of a node that shows images after a run
+VIEWER_3D = (520, 480)  # Preview3D / Load3D / the 360 viewer: a canvas in the node
+NODE_WIDTH = 320
+
+IMAGE_NODES = frozenset({"SaveImage", "PreviewImage", "LoadImage", "SyncCanvasSaveImage"})
+VIEWER_NODES = frozenset({"Preview3D", "Load3D", "SaveGLB", "Preview3DAnimation", "SyncCanvasView360"})
+TEXT_NODES = frozenset({"PreviewAny", "SyncCanvasKSampler", "SyncCanvasDDRKSampler", "SyncCanvasDDEKSampler",
+                        "SyncCanvasSyncDiffusionKSampler", "SyncCanvasSaveTexturedMesh", "SyncCanvasSaveSplat"})
+
+
+def estimated_node_size(node: dict) -> tuple[int, int]:
+    """(width, body height) a UI node takes in the editor after a run, from its JSON alone.
+
+    Body = socket rows (max of inputs and outputs) + one row per widget (multi-line strings taller)
+    + room for what the node shows after a run (images, 3D canvas, text). The title bar is extra.
+    """
+    widgets = node.get("widgets_values") or []
+    if isinstance(widgets, dict):
+        widgets = list(widgets.values())
+    sockets = [i for i in node.get("inputs", []) if not i.get("widget")]
+    height = 10 + SLOT_HEIGHT * max(len(sockets), len(node.get("outputs", [])))
+    for value in widgets:
+        long_text = isinstance(value, str) and (len(value) > 40 or "\n" in value)
+        height += MULTILINE_HEIGHT if long_text else WIDGET_HEIGHT
+    if node.get("type") == "CLIPTextEncode" and not any(isinstance(v, str) and (len(v) > 40 or "\n" in v) for v in widgets):
+        height += MULTILINE_HEIGHT - WIDGET_HEIGHT  # the prompt box is multi-line whatever its text
+    width = NODE_WIDTH
+    kind = node.get("type")
+    if kind in IMAGE_NODES:
+        width, height = max(width, IMAGE_PREVIEW[0]), height + IMAGE_PREVIEW[1]
+    if kind in VIEWER_NODES:
+        width, height = max(width, VIEWER_3D[0]), height + VIEWER_3D[1]
+    if kind in TEXT_NODES:
+        height += TEXT_PREVIEW_HEIGHT
+    return width, height
+
+
+def node_rectangle(node: dict) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the node as drawn, title bar included, at least the estimated size."""
+    width, height = estimated_node_size(node)
+    saved = node.get("size") or [0, 0]
+    if isinstance(saved, dict):
+        saved = [saved.get("0", 0), saved.get("1", 0)]
+    width, height = max(width, saved[0]), max(height, saved[1])
+    x, y = node.get("pos", [0, 0])[:2] if isinstance(node.get("pos"), list) else (node["pos"]["0"], node["pos"]["1"])
+    return x, y - TITLE_HEIGHT, x + width, y + height
+
+
+def overlapping_nodes(ui: dict, margin: float = 10.0) -> list[str]:
+    """Pairs of nodes whose drawn rectangles (plus ``margin``) overlap, as readable lines ([] = none)."""
+    nodes = ui.get("nodes", [])
+    rects = [(n, node_rectangle(n)) for n in nodes]
+    problems = []
+    for i, (a, ra) in enumerate(rects):
+        for b, rb in rects[i + 1:]:
+            if ra[0] < rb[2] + margin and rb[0] < ra[2] + margin and ra[1] < rb[3] + margin and rb[1] < ra[3] + margin:
+                problems.append(f"node {a.get('id')} ({a.get('title') or a.get('type')}) at {[round(v) for v in ra]} "
+                                f"overlaps node {b.get('id')} ({b.get('title') or b.get('type')}) at {[round(v) for v in rb]}")
+    return problems
+
+
+def shipped_workflows(pack_root) -> list[dict]:
+    """The pack's workflows from ``workflows/meta/catalog.json`` (written by workflows/build_workflows.py):
+    ``{"id", "title", "ui", "api", "thumbnail"}`` with the three paths as ``pathlib.Path`` under ``pack_root``."""
+    import json
+    import pathlib
+
+    root = pathlib.Path(pack_root)
+    catalog = root / "workflows" / "meta" / "catalog.json"
+    if not catalog.is_file():
+        return []
+    entries = json.loads(catalog.read_text())
+    return [{**e, **{k: root / e[k] for k in ("ui", "api", "thumbnail")}} for e in entries]

@@ -46,15 +46,36 @@ def workflow_format():
 def test_workflow_files_are_what_the_builder_writes(build, definitions):
     files = build.build_files(definitions)
     graphs, inputs = build.all_workflows()
-    assert len(graphs) >= 10 and len(files) == 2 * len(graphs) + len(inputs)
+    assert len(graphs) >= 10 and len(files) == 2 * len(graphs) + len(inputs) + 1  # + the catalog
     stale = [str(p.relative_to(ROOT)) for p, data in files.items() if not p.exists() or p.read_bytes() != data]
     assert stale == [], f"run workflows/build_workflows.py: {stale}"
+    assert build.leftover_files(files) == [], "run workflows/build_workflows.py (it removes files it no longer writes)"
+
+
+def test_files_do_not_depend_on_the_running_comfyui(build, definitions, monkeypatch):
+    """Core nodes' widgets come from the pinned workflows/meta/core_nodes.json: a ComfyUI whose stock nodes
+    grew a widget (as newer versions' do) writes the same files."""
+    import nodes
+
+    before = build.build_files(build.load_definitions(os.environ["COMFYUI_PATH"]))
+    save_image = nodes.NODE_CLASS_MAPPINGS["SaveImage"]
+    original = save_image.INPUT_TYPES
+
+    def grown():
+        spec = original()
+        spec["required"]["quality"] = ("INT", {"default": 95})
+        return spec
+
+    monkeypatch.setattr(save_image, "INPUT_TYPES", staticmethod(grown))
+    assert build.build_files(build.load_definitions(os.environ["COMFYUI_PATH"])) == before
+    assert set(build.core_definitions()) <= set(nodes.NODE_CLASS_MAPPINGS) | {"PreviewAny"}
 
 
 @pytest.mark.parametrize("name", ["wide_panorama", "panorama360_stochsync", "panorama360_depth", "ambiguous_image"])
-def test_ui_twin_is_valid_and_converts_to_the_api_twin(name, definitions, workflow_format):
-    ui = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
-    api = json.loads((ROOT / "workflows" / f"{name}_api.json").read_text())
+def test_ui_twin_is_valid_and_converts_to_the_api_twin(name, build, definitions, workflow_format):
+    entry = next(e for e in json.loads(build.CATALOG.read_text()) if e["id"] == name)
+    ui = json.loads((ROOT / entry["ui"]).read_text())
+    api = json.loads((ROOT / entry["api"]).read_text())
     assert workflow_format.validate_ui_workflow(ui, definitions) == []
     assert workflow_format.diff_api_graphs(api, workflow_format.ui_to_api(ui, definitions)) == []
     assert {n["class_type"] for n in api.values()} <= set(definitions)
@@ -73,3 +94,18 @@ def test_every_node_has_a_prefixed_id_a_category_and_a_tooltip_on_every_input(de
     assert len(ids) == len(set(ids))
     assert {"SyncCanvasKSampler", "SyncCanvasSamplerSelect", "SyncCanvasWidePanorama", "SyncCanvas360Panorama",
             "SyncCanvasAnagram", "SyncCanvasMultiplane", "SyncCanvasPerViewConditioning", "SyncCanvasSaveImage"} <= set(ids)
+
+
+def test_demo_inputs_are_copied_when_missing_and_a_users_file_is_kept(definitions, tmp_path):
+    from sync_canvas.nodes.files import DEMO_INPUTS, install_demo_inputs
+
+    shipped = sorted(p.name for p in DEMO_INPUTS.iterdir())
+    assert {"mesh_demo_torus.glb", "splat_snowman.ply", "sync_canvas_room_depth.png"} <= set(shipped)
+    (tmp_path / "splat_snowman.ply").write_bytes(b"the user's own scene")
+    copied = install_demo_inputs(input_dir=str(tmp_path))
+    assert sorted(p.name for p in copied) == [n for n in shipped if n != "splat_snowman.ply"]
+    assert (tmp_path / "splat_snowman.ply").read_bytes() == b"the user's own scene"
+    for name in shipped:
+        if name != "splat_snowman.ply":
+            assert (tmp_path / name).read_bytes() == (DEMO_INPUTS / name).read_bytes()
+    assert install_demo_inputs(input_dir=str(tmp_path)) == [], "a second load copies nothing"

@@ -17,8 +17,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 from run_workflow import TINY_CHECKPOINT, TINY_CONTROLNET, prepare_graph  # noqa: E402
-from workflow_format import (diff_api_graphs, is_api_graph, is_ui_workflow, ui_to_api,  # noqa: E402
-                             validate_ui_workflow, widget_layout)
+from workflow_format import (diff_api_graphs, estimated_node_size, is_api_graph, is_ui_workflow,  # noqa: E402
+                             overlapping_nodes, shipped_workflows, ui_to_api, validate_ui_workflow, widget_layout)
 
 OBJECT_INFO = {
     "CheckpointLoaderSimple": {
@@ -177,24 +177,74 @@ def test_prepare_graph_keeps_user_models_and_sizes_without_fast():
     assert changes == ["node 1 (CheckpointLoaderSimple).ckpt_name: my.safetensors -> mine.safetensors"]
 
 
-# -- the files shipped in workflows/ ------------------------------------------------------------------
-WORKFLOW_FILES = sorted((REPO / "workflows").rglob("*.json"))
+# -- the shipped files: templates in example_workflows/, API twins in workflows/api/ ---------------------
+SHIPPED = shipped_workflows(REPO)
+_ids = [e["id"] for e in SHIPPED] or None
+_no_shipped = pytest.mark.skipif(not SHIPPED, reason="workflows/meta/catalog.json lists no workflows yet")
 
 
-@pytest.mark.skipif(not WORKFLOW_FILES, reason="no workflows/*.json yet")
-@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=[p.name for p in WORKFLOW_FILES] or None)
-def test_shipped_workflow_is_ui_or_api_format_with_a_partner(path):
-    data = json.loads(path.read_text())
-    if path.name.endswith("_api.json"):
-        assert is_api_graph(data), f"{path.name} is named like an API graph but is not one"
-        ui_twin = path.with_name(path.name[: -len("_api.json")] + ".json")
-        assert ui_twin.is_file(), f"{path.name} has no UI twin {ui_twin.name}"
-    else:
-        assert is_ui_workflow(data), f"{path.name} is not a UI-format workflow"
-        assert path.with_name(path.stem + "_api.json").is_file(), f"{path.name} has no API twin {path.stem}_api.json"
-        link_problems = [p for p in validate_ui_workflow(data, object_info={})
-                         if "not registered in /object_info" not in p]
-        assert not link_problems, link_problems
+@_no_shipped
+@pytest.mark.parametrize("entry", SHIPPED, ids=_ids)
+def test_shipped_workflow_is_a_ui_template_with_an_api_twin(entry):
+    ui, api = json.loads(entry["ui"].read_text()), json.loads(entry["api"].read_text())
+    assert entry["ui"].parent == REPO / "example_workflows" and entry["ui"].stem == entry["title"]
+    assert entry["api"].parent == REPO / "workflows" / "api"
+    assert is_ui_workflow(ui) and is_api_graph(api)
+    link_problems = [p for p in validate_ui_workflow(ui, object_info={}) if "not registered in /object_info" not in p]
+    assert not link_problems, link_problems
+    assert {n["type"] for n in ui["nodes"]} == {n["class_type"] for n in api.values()}
+
+
+def test_comfyui_lists_only_ui_templates_each_with_a_thumbnail():
+    """ComfyUI's /workflow_templates lists every <pack>/{example_workflows,example,examples,workflow,workflows}/*.json;
+    the frontend shows the file name as the title and <name>.jpg as the thumbnail."""
+    listed = [p for folder in ("example_workflows", "example", "examples", "workflow", "workflows")
+              for p in (REPO / folder).glob("*.json")]
+    assert listed and all(p.parent.name == "example_workflows" for p in listed), listed
+    assert sorted(listed) == sorted(e["ui"] for e in SHIPPED), "every template is in the catalog and vice versa"
+    from PIL import Image
+
+    for path in listed:
+        assert is_ui_workflow(json.loads(path.read_text())), f"{path.name} is listed as a template but is not a UI workflow"
+        assert "_" not in path.stem, f"{path.name}: the title is the file name; make it readable"
+        thumbnail = path.with_suffix(".jpg")
+        assert thumbnail.is_file(), f"{path.name} has no thumbnail {thumbnail.name}"
+        with Image.open(thumbnail) as picture:
+            assert picture.format == "JPEG" and picture.width >= 256 and picture.height >= 192
+            grey = picture.convert("L")
+            assert max(grey.getextrema()) - min(grey.getextrema()) > 64, f"{thumbnail.name} is blank"
+    strays = sorted(p.name for p in (REPO / "example_workflows").iterdir() if p.suffix not in (".json", ".jpg"))
+    assert not strays, strays
+
+
+@_no_shipped
+@pytest.mark.parametrize("entry", SHIPPED, ids=_ids)
+def test_no_two_nodes_overlap_in_the_editor(entry):
+    ui = json.loads(entry["ui"].read_text())
+    assert overlapping_nodes(ui) == []
+
+
+@_no_shipped
+@pytest.mark.parametrize("entry", SHIPPED, ids=_ids)
+def test_reports_and_pictures_reach_a_display_node(entry):
+    """A STRING or IMAGE output left unconnected is a report or picture the user never sees."""
+    ui = json.loads(entry["ui"].read_text())
+    lost = [f"node {n['id']} ({n['type']}).{o['name']}" for n in ui["nodes"] for o in n["outputs"]
+            if o["type"] == "STRING" and not o.get("links")]
+    assert not lost, lost
+
+
+def test_overlap_check_catches_what_the_editor_would_draw_on_top():
+    ui = small_ui_workflow()
+    for i, node in enumerate(ui["nodes"]):
+        node["pos"] = [400 * i, 100]
+    assert overlapping_nodes(ui) == []
+    ui["nodes"][2]["pos"] = [ui["nodes"][1]["pos"][0], 100 + 120]  # second prompt under the first, too close
+    problems = overlapping_nodes(ui)
+    assert len(problems) == 1 and "node 2" in problems[0] and "node 3" in problems[0], problems
+    width, height = estimated_node_size({"type": "SaveImage", "inputs": [{"name": "images", "link": 1}], "outputs": [],
+                                         "widgets_values": ["x"]})
+    assert width >= 400 and height >= 300, "an image node is sized for the picture it shows after a run"
 
 
 def test_fast_caps_view_and_frame_counts_but_not_string_view_lists():

@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Writes every example workflow twice, from one graph description: UI format (X.json) and API format (X_api.json).
+"""Writes every example workflow twice, from one graph description: the UI format ComfyUI lists as a template
+(``example_workflows/<Title>.json``, beside its thumbnail ``<Title>.jpg``) and the API format
+(``workflows/api/<id>.json``, where ComfyUI does not list it), plus ``workflows/meta/catalog.json`` (id, title
+and both paths of every workflow).
 
-    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [--check]
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py [--check] [--thumbnails]
+    COMFYUI_PATH=/path/to/ComfyUI python workflows/build_workflows.py --pin-core   # refresh core_nodes.json
 
-Widget order comes from the node definitions themselves (ComfyUI's stock nodes' INPUT_TYPES and this
-pack's V3 schemas, i.e. what /object_info serves), so the UI twin's ``widgets_values`` and the API twin's
-``inputs`` cannot disagree. ``--check`` writes nothing and exits 1 if a file on disk differs. Also writes
-the procedural 360 depth map the depth workflow loads (``inputs/sync_canvas_room_depth.png``; copy it into
-ComfyUI's ``input`` folder).
+Widget order comes from the node definitions: this pack's V3 schemas, and ComfyUI's stock nodes as pinned
+in ``workflows/meta/core_nodes.json`` (an excerpt of ComfyUI 0.3.64's /object_info), so the files are the same
+whichever supported ComfyUI runs the builder, and the UI file's ``widgets_values`` and the API twin's
+``inputs`` cannot disagree. ``--check`` writes nothing and exits 1 if a file on disk differs or is left
+over. Also writes the demo inputs the workflows load (``inputs/``: a procedural 360 depth map, a mesh, a
+splat scene); the pack copies them into ComfyUI's ``input`` folder when they are missing there.
+``--thumbnails`` makes missing thumbnails from the README figures (``docs/figures``).
 
 Defaults are the papers' (notes/prior-art.md): SyncTweedies wide image 512x3072, stride 64, 50 steps,
 CFG 7.5; SyncTweedies 360: 8 views, fov 72, 30 steps, CFG 25 with depth ControlNet (scale 0.7 -> 0.9,
@@ -27,11 +33,21 @@ from dataclasses import dataclass, field
 
 HERE = pathlib.Path(__file__).resolve().parent
 PACK_ROOT = HERE.parent
+if str(PACK_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(PACK_ROOT / "scripts"))
+from workflow_format import TITLE_HEIGHT, estimated_node_size  # noqa: E402  (the editor's sizing, shared with the tests)
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 DEPTH_CONTROLNET = "control_v11f1p_sd15_depth.pth"
 DEPTH_IMAGE = "sync_canvas_room_depth.png"
 NEGATIVE = "blurry, lowres, watermark, text"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+TEMPLATES = PACK_ROOT / "example_workflows"  # ComfyUI lists every *.json here as one of the pack's templates
+API_DIR = HERE / "api"  # not listed by ComfyUI (it globs <pack>/workflows/*.json, not sub-folders)
+CATALOG = HERE / "meta" / "catalog.json"  # not workflows/*.json: ComfyUI would list it as a template
+CORE_NODES = HERE / "meta" / "core_nodes.json"
+# Combo inputs whose choices are the user's files: pinned empty (the workflow names its own file).
+FILE_COMBOS = {"ckpt_name", "control_net_name", "image", "vae_name", "unet_name", "clip_name", "clip_name1",
+               "clip_name2", "lora_name", "model_file", "style_model_name", "clip_vision_name"}
 
 
 @dataclass
@@ -121,6 +137,18 @@ def ambiguous_image() -> list[Node]:
     ]
 
 
+TITLES = {
+    "wide_panorama": "Wide panorama (SyncTweedies)",
+    "panorama360_stochsync": "360 panorama without depth (StochSync)",
+    "panorama360_depth": "360 panorama from a depth map (SyncTweedies, ControlNet)",
+    "ambiguous_image": "Ambiguous image - rabbit or duck (Visual Anagrams)",
+}
+"""Template titles (ComfyUI shows the file name): also the UI file's name in example_workflows/."""
+
+THUMBNAILS = {"wide_panorama": "wide_panorama", "panorama360_stochsync": "panorama360",
+              "panorama360_depth": "panorama360", "ambiguous_image": "ambiguous_image"}
+"""Workflow id -> README figure (docs/figures/<name>.png) its template thumbnail is made from."""
+
 WORKFLOWS = {
     "wide_panorama": wide_panorama,
     "panorama360_stochsync": panorama360_stochsync,
@@ -131,32 +159,73 @@ WORKFLOWS = {
 
 # --------------------------------------------------------------------------------------------------
 # node definitions (what /object_info serves)
-def load_definitions(comfyui_path: str) -> dict[str, dict]:
-    """``{node type: V1 info}`` for ComfyUI's stock nodes and this pack's nodes (needs a ComfyUI checkout)."""
+def _import_pack(comfyui_path: str):
     if comfyui_path not in sys.path:
         sys.path.insert(0, comfyui_path)
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401
-    import nodes
 
     if "sync_canvas" not in sys.modules:  # the pack as a package, as tests/conftest.py imports it
         spec = importlib.util.spec_from_file_location("sync_canvas", PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)])
         pack = importlib.util.module_from_spec(spec)
         sys.modules["sync_canvas"] = pack
         spec.loader.exec_module(pack)
+
+
+def pack_definitions(comfyui_path: str) -> dict[str, dict]:
+    """``{node type: V1 info}`` of this pack's nodes (their V3 schemas; needs a ComfyUI checkout for comfy_api)."""
+    _import_pack(comfyui_path)
     from sync_canvas.nodes import collect_nodes
 
     definitions = {}
-    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
-        outputs = list(cls.RETURN_TYPES)
-        definitions[name] = {"input": cls.INPUT_TYPES(), "output": outputs,
-                             "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
     for cls in collect_nodes():
         info = cls.GET_NODE_INFO_V1()
         definitions[info["name"]] = {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
     return definitions
+
+
+def core_definitions() -> dict[str, dict]:
+    """ComfyUI's stock nodes as pinned in core_nodes.json (not the running ComfyUI's: files must not vary by version)."""
+    return json.loads(CORE_NODES.read_text())
+
+
+def load_definitions(comfyui_path: str) -> dict[str, dict]:
+    """``{node type: V1 info}``: the pinned stock nodes and this pack's nodes."""
+    return {**core_definitions(), **pack_definitions(comfyui_path)}
+
+
+def pin_core_definitions(comfyui_path: str, types: set[str]) -> dict[str, dict]:
+    """The running ComfyUI's definitions of the stock node ``types``, file-name combos emptied."""
+    _import_pack(comfyui_path)
+    import nodes
+
+    if not getattr(nodes, "_sync_canvas_extras_loaded", False):  # PreviewAny & co. live in comfy_extras
+        import asyncio
+
+        asyncio.run(nodes.init_builtin_extra_nodes())
+        nodes._sync_canvas_extras_loaded = True
+    pinned = {}
+    for name in sorted(types):
+        cls = nodes.NODE_CLASS_MAPPINGS[name]
+        if hasattr(cls, "GET_NODE_INFO_V1"):
+            info = cls.GET_NODE_INFO_V1()
+            definition = {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
+        else:
+            outputs = list(cls.RETURN_TYPES)
+            definition = {"input": cls.INPUT_TYPES(), "output": outputs,
+                          "output_name": list(getattr(cls, "RETURN_NAMES", None) or outputs)}
+        definition["input"] = {section: {k: v for k, v in definition["input"].get(section, {}).items()}
+                               for section in ("required", "optional") if definition["input"].get(section)}
+        for section in definition["input"].values():
+            for key, spec in section.items():
+                if key in FILE_COMBOS and isinstance(spec[0], list):
+                    section[key] = [[], *spec[1:]]
+                elif key in FILE_COMBOS and spec[0] == "COMBO":
+                    section[key] = ["COMBO", {**spec[1], "options": []}]
+        pinned[name] = json.loads(json.dumps(definition, default=str))
+    return pinned
 
 
 def input_specs(definition: dict) -> list[tuple[str, str, dict]]:
@@ -221,10 +290,15 @@ def _depths(graph: list[Node]) -> dict[int, int]:
     return depth
 
 
+COLUMN_GAP, ROW_GAP = 70, 40
+
+
 def to_ui(graph: list[Node], definitions: dict) -> dict:
+    """The graph as the editor saves it: columns by link depth, each node as big as the editor draws it
+    after a run (``workflow_format.estimated_node_size``), none overlapping."""
     depth = _depths(graph)
     order = sorted(graph, key=lambda n: (depth[n.id], n.id))
-    links, rows = [], {}
+    links = []
     outgoing: dict[tuple[int, int], list[int]] = {}
     ui_nodes = {}
     for index, node in enumerate(order):
@@ -242,11 +316,7 @@ def to_ui(graph: list[Node], definitions: dict) -> dict:
                 outgoing.setdefault(value, []).append(link_id)
                 entry["link"] = link_id
             inputs.append(entry)
-        column = depth[node.id]
-        row = rows.get(column, 0)
-        height = 60 + 26 * (len(inputs) + len(widget_values(node, definition)))
-        rows[column] = row + height + 40
-        ui = {"id": node.id, "type": node.type, "pos": [60 + 380 * column, 60 + row], "size": [340, height],
+        ui = {"id": node.id, "type": node.type, "pos": [0, 0], "size": [0, 0],
               "flags": {}, "order": index, "mode": 0, "inputs": inputs, "outputs": [],
               "properties": {"Node name for S&R": node.type}, "widgets_values": widget_values(node, definition)}
         if node.title:
@@ -258,9 +328,18 @@ def to_ui(graph: list[Node], definitions: dict) -> dict:
             {"name": name, "type": kind, "links": outgoing.get((node.id, slot)) or None, "slot_index": slot}
             for slot, (kind, name) in enumerate(zip(definition["output"], definition["output_name"]))
         ]
+    x = 60
+    for column in sorted(set(depth.values())):
+        y, width = 60 + TITLE_HEIGHT, 0
+        for node in (n for n in order if depth[n.id] == column):
+            size = list(estimated_node_size(ui_nodes[node.id]))
+            ui_nodes[node.id]["pos"], ui_nodes[node.id]["size"] = [x, y], size
+            y += size[1] + TITLE_HEIGHT + ROW_GAP
+            width = max(width, size[0])
+        x += width + COLUMN_GAP
     return {"last_node_id": max(n.id for n in graph), "last_link_id": len(links),
             "nodes": [ui_nodes[n.id] for n in order], "links": links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+            "extra": {"ds": {"scale": 0.6, "offset": [0, 0]}}, "version": 0.4}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,52 +368,137 @@ def room_depth_png(width: int = 512) -> bytes:
 
 
 FAMILY_MODULES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows")
-"""Modules beside this file with more graphs: each has ``WORKFLOWS`` and ``INPUT_FILES`` ({file name in
-inputs/: function returning its bytes}); they import this module as ``build_workflows``."""
+"""Modules beside this file with more graphs: each has ``WORKFLOWS``, ``INPUT_FILES`` ({file name in
+inputs/: function returning its bytes}) and optionally ``TITLES`` / ``THUMBNAILS`` (as this module's);
+they import this module as ``build_workflows``."""
+TITLE_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -(),.")
+
+
+@dataclass
+class Catalog:
+    graphs: dict = field(default_factory=dict)  # id -> graph function
+    inputs: dict = field(default_factory=dict)  # path in inputs/ -> bytes function
+    titles: dict = field(default_factory=dict)  # id -> template title
+    thumbnails: dict = field(default_factory=dict)  # id -> README figure stem
+
+
+def title_of(name: str, titles: dict) -> str:
+    title = titles.get(name) or name.replace("_", " ").capitalize()
+    bad = set(title) - TITLE_CHARACTERS
+    if bad:  # it is a file name and part of a URL: keep it plain
+        raise ValueError(f"workflow {name!r}: title {title!r} has characters {sorted(bad)}; use letters, digits, spaces, -(),.")
+    return title
+
+
+def catalog() -> Catalog:
+    """Every workflow of this module and of every family, with its inputs, title and thumbnail figure."""
+    sys.modules.setdefault("build_workflows", sys.modules[__name__])  # one copy of Node/link for the families
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    out = Catalog(dict(WORKFLOWS), {HERE / "inputs" / DEPTH_IMAGE: room_depth_png}, dict(TITLES), dict(THUMBNAILS))
+    for name in FAMILY_MODULES:
+        family = importlib.import_module(name)
+        out.graphs.update(family.WORKFLOWS)
+        out.inputs.update({HERE / "inputs" / file: make for file, make in family.INPUT_FILES.items()})
+        out.titles.update(getattr(family, "TITLES", {}))
+        out.thumbnails.update(getattr(family, "THUMBNAILS", {}))
+    return out
 
 
 def all_workflows() -> tuple[dict, dict]:
     """``({name: graph function}, {input file path: bytes function})`` of this module and every family."""
-    sys.modules.setdefault("build_workflows", sys.modules[__name__])  # one copy of Node/link for the families
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    graphs, inputs = dict(WORKFLOWS), {HERE / "inputs" / DEPTH_IMAGE: room_depth_png}
-    for name in FAMILY_MODULES:
-        family = importlib.import_module(name)
-        graphs.update(family.WORKFLOWS)
-        inputs.update({HERE / "inputs" / file: make for file, make in family.INPUT_FILES.items()})
-    return graphs, inputs
+    found = catalog()
+    return found.graphs, found.inputs
 
 
 def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
-    graphs, inputs = all_workflows()
-    files = {}
-    for name, make in graphs.items():
+    """Every generated file: UI templates, API twins, the catalog and the demo inputs (thumbnails aside)."""
+    found = catalog()
+    files, entries = {}, []
+    for name, make in found.graphs.items():
         graph = make()
-        files[HERE / f"{name}.json"] = (json.dumps(to_ui(graph, definitions), indent=2) + "\n").encode()
-        files[HERE / f"{name}_api.json"] = (json.dumps(to_api(graph, definitions), indent=2) + "\n").encode()
-    files.update({path: make() for path, make in inputs.items()})
+        title = title_of(name, found.titles)
+        ui_path, api_path = TEMPLATES / f"{title}.json", API_DIR / f"{name}.json"
+        files[ui_path] = (json.dumps(to_ui(graph, definitions), indent=2) + "\n").encode()
+        files[api_path] = (json.dumps(to_api(graph, definitions), indent=2) + "\n").encode()
+        entries.append({"id": name, "title": title, "ui": ui_path.relative_to(PACK_ROOT).as_posix(),
+                        "api": api_path.relative_to(PACK_ROOT).as_posix(),
+                        "thumbnail": ui_path.with_suffix(".jpg").relative_to(PACK_ROOT).as_posix()})
+    titles = [e["title"] for e in entries]
+    if len(set(titles)) != len(titles):
+        raise ValueError(f"two workflows share a title: {sorted(t for t in titles if titles.count(t) > 1)}")
+    files[CATALOG] = (json.dumps(entries, indent=2) + "\n").encode()
+    files.update({path: make() for path, make in found.inputs.items()})
     return files
+
+
+def leftover_files(files: dict[pathlib.Path, bytes]) -> list[pathlib.Path]:
+    """Workflow files on disk the builder did not write (renamed or removed workflows; old twins in workflows/)."""
+    expected = set(files) | {p.with_suffix(".jpg") for p in files if p.parent == TEMPLATES}
+    on_disk = [*TEMPLATES.glob("*.json"), *TEMPLATES.glob("*.jpg"), *API_DIR.glob("*.json"),
+               *HERE.glob("*.json")]
+    return sorted(p for p in on_disk if p not in expected)
+
+
+def make_thumbnails(found: Catalog | None = None, overwrite: bool = False) -> list[pathlib.Path]:
+    """``<Title>.jpg`` beside each template, 512x384, from the workflow's README figure (letterboxed on white)."""
+    from PIL import Image
+
+    found = found or catalog()
+    written = []
+    for name in found.graphs:
+        target = TEMPLATES / f"{title_of(name, found.titles)}.jpg"
+        if target.exists() and not overwrite:
+            continue
+        figure = PACK_ROOT / "docs" / "figures" / f"{found.thumbnails.get(name, name)}.png"
+        if not figure.is_file():
+            raise FileNotFoundError(f"no figure {figure.relative_to(PACK_ROOT)} for the thumbnail of {name!r}; "
+                                    f"add one or name another in THUMBNAILS")
+        picture = Image.open(figure).convert("RGB")
+        picture.thumbnail((512, 384), Image.LANCZOS)
+        canvas = Image.new("RGB", (512, 384), "white")
+        canvas.paste(picture, ((512 - picture.width) // 2, (384 - picture.height) // 2))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        canvas.save(target, quality=88)
+        written.append(target)
+    return written
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    parser.add_argument("--thumbnails", action="store_true", help="also make missing thumbnails from docs/figures")
+    parser.add_argument("--pin-core", action="store_true", help="rewrite core_nodes.json from this ComfyUI's stock nodes")
     args = parser.parse_args(argv)
     comfyui = os.environ.get("COMFYUI_PATH")
     if not comfyui:
-        print("build_workflows: set COMFYUI_PATH to a ComfyUI checkout (the node definitions come from it)", file=sys.stderr)
+        print("build_workflows: set COMFYUI_PATH to a ComfyUI checkout (the pack's node definitions need comfy_api)", file=sys.stderr)
         return 2
+    if args.pin_core:
+        pack = pack_definitions(comfyui)
+        types = {node.type for make in catalog().graphs.values() for node in make()} - set(pack)
+        types |= set(json.loads(CORE_NODES.read_text())) if CORE_NODES.exists() else set()
+        CORE_NODES.write_text(json.dumps(pin_core_definitions(comfyui, types), indent=1) + "\n")  # key order = widget order
+        print(f"wrote {CORE_NODES.relative_to(PACK_ROOT)} ({len(types)} stock nodes)")
     files = build_files(load_definitions(comfyui))
     stale = [path for path, data in files.items() if not path.exists() or path.read_bytes() != data]
+    leftover = leftover_files(files)
     if args.check:
         for path in stale:
             print(f"build_workflows: {path.relative_to(PACK_ROOT)} is out of date", file=sys.stderr)
-        return 1 if stale else 0
+        for path in leftover:
+            print(f"build_workflows: {path.relative_to(PACK_ROOT)} is not written by the builder (remove it)", file=sys.stderr)
+        return 1 if stale or leftover else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(files[path])
         print(f"wrote {path.relative_to(PACK_ROOT)}")
+    for path in leftover:
+        path.unlink()
+        print(f"removed {path.relative_to(PACK_ROOT)}")
+    if args.thumbnails:
+        for path in make_thumbnails():
+            print(f"wrote {path.relative_to(PACK_ROOT)}")
     return 0
 
 

@@ -29,6 +29,8 @@ COMMON = {"model": link(1), "positive": link(2), "negative": link(3), "projector
 def _outputs(sampler: int, prefix: str) -> list[Node]:
     return [
         Node(sampler + 1, "SaveImage", {"images": link(sampler, 1), "filename_prefix": f"SyncCanvas/{prefix}"}),
+        # The report says which rule fused the views (e.g. DDE falling back to averaging): shown, not lost.
+        Node(sampler + 2, "PreviewAny", {"source": link(sampler, 2)}, "Fuse-rule report"),
     ]
 
 
@@ -62,3 +64,8 @@ WORKFLOWS = {"fuse_ddr_panorama": fuse_ddr_panorama, "fuse_dde_panorama": fuse_d
 
 
 INPUT_FILES: dict = {}
+
+TITLES = {"fuse_ddr_panorama": "360 wrap-around panorama (DDR fuse rule)",
+          "fuse_dde_panorama": "Wide panorama (DDE fuse rule)",
+          "fuse_syncdiffusion_panorama": "Wide panorama (SyncDiffusion)"}
+THUMBNAILS = {name: "wide_panorama" for name in TITLES}

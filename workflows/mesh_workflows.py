@@ -82,3 +82,7 @@ def demo_mesh_glb() -> bytes:
 
 
 INPUT_FILES = {MESH_FILE: demo_mesh_glb}
+
+TITLES = {"mesh_texturing_depth": "Mesh texturing (SyncTweedies, depth ControlNet)",
+          "mesh_texturing_stochsync": "Mesh texturing (StochSync, depth ControlNet)"}
+THUMBNAILS = {name: "mesh_texturing" for name in TITLES}

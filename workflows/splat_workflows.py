@@ -73,3 +73,6 @@ def scene_ply() -> bytes:
 
 
 INPUT_FILES = {SCENE: scene_ply}
+
+TITLES = {"splat_recolour": "Gaussian splat recolouring (SyncTweedies, depth ControlNet)"}
+THUMBNAILS = {"splat_recolour": "splat_recolour"}

@@ -82,7 +82,7 @@ def comfy(tiny_models_dir, tmp_path_factory):
     _SESSION["startup"] = server.startup_seconds
     from run_workflow import workflow_input_files
 
-    server.add_input_files(workflow_input_files(REPO / "workflows" / "any.json"))  # LoadImage files of the workflows
+    server.add_input_files(workflow_input_files(REPO / "workflows" / "api" / "any.json"))  # files the workflows load
     yield server
     server.stop()
 

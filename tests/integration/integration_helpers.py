@@ -12,51 +12,29 @@ import time
 import numpy as np
 
 from comfy_server import error_message, status_of
-from workflow_format import is_api_graph, is_ui_workflow
+from workflow_format import is_api_graph, shipped_workflows
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = REPO / "workflows"
-API_SUFFIXES = ("_api.json", ".api.json")
+TEMPLATES_DIR = REPO / "example_workflows"
 
 
 def workflow_files() -> list[pathlib.Path]:
-    return sorted(WORKFLOWS_DIR.rglob("*.json"))
-
-
-def api_twin_path(ui_path: pathlib.Path) -> pathlib.Path | None:
-    """X.json -> X_api.json (or X.api.json) next to it, if it exists."""
-    for suffix in API_SUFFIXES:
-        candidate = ui_path.with_name(ui_path.name[: -len(".json")] + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
+    """Every shipped workflow file: the UI templates and their API twins."""
+    return sorted([*TEMPLATES_DIR.glob("*.json"), *(WORKFLOWS_DIR / "api").glob("*.json")])
 
 
 def workflow_pairs() -> list[tuple[str, pathlib.Path, pathlib.Path | None]]:
-    """(name, UI workflow, its API twin or None) for every UI-format workflow shipped in workflows/."""
-    pairs = []
-    for path in workflow_files():
-        if path.name.endswith(API_SUFFIXES):
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            data = None
-        if is_ui_workflow(data):
-            pairs.append((path.stem, path, api_twin_path(path)))
-    return pairs
+    """(id, UI workflow, its API twin or None) for every workflow in workflows/meta/catalog.json."""
+    return [(e["id"], e["ui"], e["api"] if e["api"].is_file() else None) for e in shipped_workflows(REPO)]
 
 
 def api_workflows() -> list[tuple[str, pathlib.Path]]:
-    """(name, path) of every API-format graph in workflows/ (the ones the runner submits)."""
+    """(id, path) of every API-format graph shipped (the ones the runner submits)."""
     out = []
-    for path in workflow_files():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-        if is_api_graph(data):
-            out.append((path.name[: -len(".json")], path))
+    for name, _, api_path in workflow_pairs():
+        if api_path is not None and is_api_graph(json.loads(api_path.read_text())):
+            out.append((name, api_path))
     return out
 
 

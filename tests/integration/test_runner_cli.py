@@ -10,13 +10,14 @@ import sys
 import pytest
 
 from integration_helpers import REPO, read_image
+from workflow_format import shipped_workflows
 
 
 @pytest.mark.slow
 def test_runner_converts_a_ui_workflow_runs_it_and_copies_the_outputs(tiny_models_dir, tmp_path):
-    workflow = REPO / "workflows" / "wide_panorama.json"
-    if not workflow.is_file():
-        pytest.skip("workflows/wide_panorama.json not shipped yet")
+    workflow = next((e["ui"] for e in shipped_workflows(REPO) if e["id"] == "wide_panorama"), None)
+    if workflow is None or not workflow.is_file():
+        pytest.skip("the wide panorama workflow is not shipped yet")
     out = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "run_workflow.py"), str(workflow), "--fast", "--device", "cpu",

@@ -1,7 +1,8 @@
 """Every shipped workflow: its UI file opens in the graph editor, its API twin is the same graph, and
 the twin runs end to end through ComfyUI (tiny models, --fast) and saves sane images.
 
-Pairs are X.json (UI, schema 0.4) + X_api.json (API); discovered from workflows/ at collection time.
+Pairs are example_workflows/<Title>.json (UI, schema 0.4) + workflows/api/<id>.json (API), as listed in
+workflows/meta/catalog.json at collection time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from workflow_format import diff_api_graphs, ui_to_api, validate_ui_workflow
 
 PAIRS = workflow_pairs()
 API_GRAPHS = api_workflows()
-_no_workflows = pytest.mark.skipif(not PAIRS, reason="no UI workflows in workflows/ yet")
+_no_workflows = pytest.mark.skipif(not PAIRS, reason="no workflows in workflows/meta/catalog.json yet")
 
 
 @_no_workflows
@@ -31,13 +32,13 @@ def test_ui_workflow_follows_the_editor_schema(name, ui_path, api_path, object_i
 @_no_workflows
 @pytest.mark.parametrize("name, ui_path, api_path", PAIRS, ids=[p[0] for p in PAIRS] or None)
 def test_api_twin_is_the_same_graph(name, ui_path, api_path, object_info):
-    assert api_path is not None, f"{ui_path.name} has no API twin ({ui_path.stem}_api.json)"
+    assert api_path is not None, f"{ui_path.name} has no API twin (workflows/api/{name}.json)"
     converted = ui_to_api(json.loads(ui_path.read_text()), object_info)
     problems = diff_api_graphs(converted, json.loads(api_path.read_text()))
     assert not problems, f"{ui_path.name} (converted) vs {api_path.name}:\n" + "\n".join(problems)
 
 
-@pytest.mark.skipif(not API_GRAPHS, reason="no API-format workflows in workflows/ yet")
+@pytest.mark.skipif(not API_GRAPHS, reason="no API-format workflows in workflows/api/ yet")
 @pytest.mark.parametrize("name, api_path", API_GRAPHS, ids=[p[0] for p in API_GRAPHS] or None)
 def test_workflow_runs_end_to_end(name, api_path, comfy, run_logged):
     graph, changes = prepare_graph(json.loads(api_path.read_text()), fast=True)
