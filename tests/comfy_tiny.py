@@ -90,3 +90,83 @@ def conditioning(seed: int, batch: int = 1):
     """A CLIP-like CONDITIONING: ``[[randn(batch, 77, 768), {}]]``."""
     generator = torch.Generator().manual_seed(seed)
     return [[torch.randn(batch, 77, 768, generator=generator), {}]]
+
+
+# --- one tiny model per family, initialised variance-preserving -------------------------------------------
+# ComfyUI's own family classes (supported_models.*) pick the latent format, model sampling, prediction
+# type and extra conds (SDXL's ADM vector, SD3's pooled vector, Flux's guidance), so every family runs
+# its real code path; only the widths are tiny. Detection from a *file* pins sizes (SDXL's transformer
+# depths, Flux's hidden size 3072) that are far too big for CPU tests, so these are built in memory.
+FAMILIES = ("sd15", "sdxl", "sd2_v", "sd3", "flux")
+
+_UNET_FAMILY = {
+    "sd15": dict(TINY_UNET),
+    "sdxl": dict(TINY_UNET, context_dim=2048, adm_in_channels=2816, num_classes="sequential", use_linear_in_transformer=True),
+    "sd2_v": dict(TINY_UNET, context_dim=1024, use_linear_in_transformer=True),
+}
+_SD3 = dict(in_channels=16, out_channels=16, patch_size=2, depth=1, input_size=None, adm_in_channels=2048,
+            context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 64}},
+            num_patches=256, pos_embed_max_size=16, pos_embed_scaling_factor=None, x_block_self_attn_layers=[])
+_FLUX = dict(image_model="flux", in_channels=16, out_channels=16, patch_size=2, vec_in_dim=768, context_in_dim=4096,
+             hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[8, 12, 12],
+             theta=10000, qkv_bias=True, guidance_embed=True)
+# text tokens per family: (tokens, width of a token, width of the pooled vector or None)
+FAMILY_TEXT = {"sd15": (77, 768, None), "sdxl": (77, 2048, 1280), "sd2_v": (77, 1024, None),
+               "sd3": (16, 4096, 2048), "flux": (16, 4096, 768)}
+FAMILY_LATENT_CHANNELS = {"sd15": 4, "sdxl": 4, "sd2_v": 4, "sd3": 16, "flux": 16}
+
+
+def vp_init(module: torch.nn.Module, seed: int = 0) -> None:
+    """Variance-preserving random weights: N(0, 1/fan_in) for matrices and kernels, zero biases, unit norms.
+
+    Small constant-std weights (``_fill``) make a model that predicts almost nothing, so samples barely
+    move and a sampler bug that shows only through the prediction passes; this keeps activations O(1).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if param.numel() == 0:
+                continue
+            if param.ndim >= 2:
+                fan_in = max(1, param[0].numel())
+                param.copy_(torch.randn(param.shape, generator=generator) / fan_in**0.5)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.fill_(1.0)
+
+
+def family_model(family: str, seed: int = 0):
+    """A ModelPatcher around a tiny model of ``family`` (one of FAMILIES), on the CPU, in float32."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models as sm
+
+    if family in ("sd15", "sdxl", "sd2_v"):
+        config_class = {"sd15": sm.SD15, "sdxl": sm.SDXL, "sd2_v": sm.SD20}[family]
+        config = config_class(dict(_UNET_FAMILY[family]))
+        if family != "sd15":  # the family's 64-channel heads would leave 0 heads at 32 channels
+            config.unet_config.update(num_heads=-1, num_head_channels=16)
+    elif family == "sd3":
+        config = sm.SD3(dict(_SD3))
+    elif family == "flux":
+        config = sm.Flux(dict(_FLUX))
+    else:
+        raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
+    config.set_inference_dtype(torch.float32, None)
+    if family == "sd2_v":  # SD2.x 768-v: the file detection reads v from the weights; say it directly
+        base = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.V_PREDICTION)
+    else:
+        base = config.get_model({})
+    vp_init(base.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def family_conditioning(family: str, seed: int, batch: int = 1):
+    """A CONDITIONING of the family's text-encoder shapes (random tensors; the encoders are too big to build)."""
+    tokens, width, pooled = FAMILY_TEXT[family]
+    generator = torch.Generator().manual_seed(seed)
+    extra = {} if pooled is None else {"pooled_output": torch.randn(batch, pooled, generator=generator)}
+    if family == "flux":
+        extra["guidance"] = 3.5
+    return [[torch.randn(batch, tokens, width, generator=generator), extra]]
