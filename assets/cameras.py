@@ -154,6 +154,8 @@ def parse_views(text: str) -> list[tuple[float, float]]:
             raise ValueError(f"bad view {item!r}: expected 'azimuth:elevation' in degrees") from None
         if len(nums) > 2:
             raise ValueError(f"bad view {item!r}: expected 'azimuth:elevation' in degrees")
+        if not all(math.isfinite(n) for n in nums):
+            raise ValueError(f"bad view {item!r}: azimuth and elevation must be finite numbers of degrees")
         pairs.append((nums[0], nums[1] if len(nums) == 2 else 0.0))
     if not pairs:
         raise ValueError(f"no views in {text!r}")

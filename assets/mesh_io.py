@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .file_refs import ConfinedResolver
+from .ply_header import PlyHeaderError, check_ply_header
 from .mesh_data import MeshData, MeshError, normalise_to_unit_box, validate_arrays
 from .mesh_uv import unwrap_uvs, uv_overlap_fraction
 
@@ -83,6 +84,11 @@ def _precheck(path: Path) -> None:
             raise MeshError(f"{path.name}: GLB is truncated: header declares {declared} bytes, file has {actual}")
     elif suffix == ".obj":
         _check_obj_indices(path)
+    elif suffix == ".ply":
+        try:
+            check_ply_header(path)
+        except PlyHeaderError as e:
+            raise MeshError(str(e)) from None
 
 
 def _check_obj_indices(path: Path) -> None:

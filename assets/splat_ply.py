@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .ply_header import PlyHeaderError, check_ply_header
+
 SH_C0 = 0.28209479177387814  # Y_0^0 = 1 / (2 sqrt(pi))
 POSITION_FIELDS = ("x", "y", "z")
 NORMAL_FIELDS = ("nx", "ny", "nz")
@@ -113,6 +115,10 @@ def read_splat_ply(path: str | os.PathLike) -> SplatScene:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"splat PLY not found: {path}")
+    try:
+        check_ply_header(path)
+    except PlyHeaderError as err:
+        raise SplatFormatError(str(err)) from None
     try:
         ply = PlyData.read(str(path), mmap=False)
     except Exception as err:  # plyfile raises several types for truncated/garbled files

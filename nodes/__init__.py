@@ -12,6 +12,8 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
+from .guards import guard_node
+
 NODE_MODULES: tuple[str, ...] = (
     "projector_nodes",
     "view_nodes",
@@ -26,13 +28,14 @@ NODE_MODULES: tuple[str, ...] = (
 
 
 def collect_nodes(modules: tuple[str, ...] = NODE_MODULES) -> list[type[io.ComfyNode]]:
-    """The ``NODES`` of every module in ``modules`` (relative to this package), in order, no duplicates."""
+    """The ``NODES`` of every module in ``modules`` (relative to this package), in order, no duplicates,
+    each guarded: its inputs checked against its schema before it runs (``guards.guard_node``)."""
     nodes: list[type[io.ComfyNode]] = []
     for name in modules:
         module = importlib.import_module(f".{name}", __name__)
         for node in getattr(module, "NODES"):
             if node not in nodes:
-                nodes.append(node)
+                nodes.append(guard_node(node))
     return nodes
 
 

@@ -14,6 +14,7 @@ from comfy_api.latest import io
 
 from .common import CATEGORY, projector_input
 from .sync_sampling import PER_VIEW_KEY
+from .guards import guard_nodes
 
 MAX_PROMPTS = 8
 
@@ -89,3 +90,4 @@ class SyncCanvasPerViewConditioning(io.ComfyNode):
 
 
 NODES = [SyncCanvasPerViewConditioning]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 from ..samplers.cross_view_attention import ring_neighbours, shared_elements, strongest_neighbours
 from ..samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings
 from .common import CATEGORY, projector_input
+from .guards import guard_nodes
 
 NEIGHBOURS = ("overlap", "ring", "none")
 BLOCKS = ("input", "middle", "output")
@@ -154,3 +155,4 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
 
 
 NODES = [SyncCanvasCrossViewAttention]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

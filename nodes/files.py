@@ -13,13 +13,18 @@ DEMO_INPUTS = Path(__file__).resolve().parents[1] / "workflows" / "inputs"
 """The files the shipped workflows load (a 360 depth map, a mesh, a splat scene)."""
 
 
+class InputFileChoices(list):
+    """A combo's options that are input files: the node checks the chosen name with ``resolve_input_file``
+    (which says whether it is missing or outside the folder), so the generic option check skips them."""
+
+
 def input_files(extensions: tuple[str, ...]) -> list[str]:
     """Files under ComfyUI's input folder (sub-folders included, e.g. Load3D's ``3d/``) whose suffix is one
     of ``extensions`` (lower case, with the dot), as sorted posix paths relative to the folder."""
     root = Path(folder_paths.get_input_directory())
     if not root.is_dir():
-        return []
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+        return InputFileChoices()
+    return InputFileChoices(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file()))
 
 
 def input_root() -> Path:

@@ -32,6 +32,7 @@ from ..samplers.syncdiffusion import sample_syncdiffusion
 from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, statistics_loss
 from .common import CATEGORY, canvas_to_image, latent_projector, projector_input
 from .sync_sampling import ComfyRun, canonical_latent, check_view_conditioning, comfy_run, run_with_comfy, sync_sigmas
+from .guards import guard_nodes
 
 log = logging.getLogger(__name__)
 FUSE_CATEGORY = f"{CATEGORY}/fuse rules"
@@ -390,3 +391,4 @@ class SyncCanvasSyncDiffusionKSampler(io.ComfyNode):
 
 NODES = [SyncCanvasDDRKSampler, SyncCanvasLoadDDECoordinator, SyncCanvasDDEKSampler, SyncCanvasLoadPerceptualLoss,
          SyncCanvasSyncDiffusionKSampler]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

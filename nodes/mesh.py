@@ -23,6 +23,7 @@ from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_kind, tensor_to_image
 from .files import input_files, input_root, resolve_input_file, save_target
+from .guards import guard_nodes
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
@@ -277,3 +278,4 @@ NODES = [
     SyncCanvasMeshTurntable,
     SyncCanvasSaveTexturedMesh,
 ]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

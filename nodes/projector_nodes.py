@@ -10,6 +10,7 @@ from comfy_api.latest import io
 
 from .. import projectors
 from .common import CATEGORY, SyncProjector
+from .guards import guard_nodes
 
 PROJECTOR_CATEGORY = f"{CATEGORY}/projectors"
 
@@ -119,3 +120,4 @@ class SyncCanvasMultiplane(io.ComfyNode):
 
 
 NODES = [SyncCanvasWidePanorama, SyncCanvas360Panorama, SyncCanvasAnagram, SyncCanvasMultiplane]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

@@ -26,6 +26,7 @@ from .sync_sampling import (
     sample_sync_canvas,
     sync_sigmas,
 )
+from .guards import guard_nodes
 
 NO_VAE_MESSAGE = "connect a VAE to the SyncCanvas KSampler to get its IMAGE outputs"
 assert set(FUSE_RULE_MODES) == set(FUSE_RULES), "every fuse rule is a KSampler mode"
@@ -153,3 +154,4 @@ class SyncCanvasSamplerSelect(io.ComfyNode):
 
 
 NODES = [SyncCanvasKSampler, SyncCanvasSamplerSelect]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

@@ -19,6 +19,7 @@ from comfy_api.latest import io, ui
 
 from .common import CATEGORY
 from .files import save_target
+from .guards import guard_nodes
 
 GPANO_XMP = (
     '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
@@ -77,3 +78,4 @@ class SyncCanvasSaveImage(io.ComfyNode):
 
 
 NODES = [SyncCanvasSaveImage]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

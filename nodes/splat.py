@@ -19,6 +19,7 @@ from ..assets.splat_ply import read_splat_ply, write_splat_ply
 from ..projectors.splat import SplatProjector
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_kind, tensor_to_image
 from .files import input_files, resolve_input_file, save_target
+from .guards import guard_nodes
 
 SPLAT_CATEGORY = f"{CATEGORY}/splat"
 SyncSplat = io.Custom("SYNC_SPLAT")
@@ -182,3 +183,4 @@ NODES = [
     SyncCanvasSplatTurntable,
     SyncCanvasSaveSplat,
 ]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

@@ -24,6 +24,7 @@ from .common import (
     require_kind,
     tensor_to_image,
 )
+from .guards import guard_nodes
 
 VIEWS_CATEGORY = f"{CATEGORY}/views"
 
@@ -192,3 +193,4 @@ class SyncCanvasProjectLatent(io.ComfyNode):
 
 
 NODES = [SyncCanvasRenderViews, SyncCanvasRenderDepth, SyncCanvasViewMasks, SyncCanvasFuseViews, SyncCanvasEmptyLatent, SyncCanvasProjectLatent]
+guard_nodes(NODES)  # each node's inputs checked against its schema before execute (nodes/guards.py)

@@ -84,6 +84,10 @@ def check_inputs(projector: Projector, noise: torch.Tensor, latent_image, genera
         )
 
 
+class NonFiniteModelOutput(FloatingPointError):
+    """The denoiser returned NaN or infinity: continuing would only produce a black image."""
+
+
 class Engine:
     """State shared by one sampling run: the denoiser in chunks, fusing with memory of the last value, noise."""
 
@@ -124,6 +128,12 @@ class Engine:
             x0 = self.denoiser(part, sigma, view_ids[start : start + self.chunk])
             if tuple(x0.shape) != tuple(part.shape):
                 raise ValueError(f"denoiser returned shape {tuple(x0.shape)} for input {tuple(part.shape)}")
+            if not bool(torch.isfinite(x0).all()):
+                raise NonFiniteModelOutput(
+                    f"the model returned non-finite values (NaN or infinity) at sigma={float(sigma):.6g} "
+                    f"(model evaluation {self.model_evals + 1}, views {view_ids[start : start + self.chunk].tolist()}); "
+                    "the run was stopped. Check the model, its precision (fp16 overflow) and the start latent"
+                )
             out.append(x0.to(x.dtype))
             self.model_evals += part.shape[0]
         return torch.cat(out) if len(out) > 1 else out[0]

@@ -1,0 +1,112 @@
+"""Input checks every Sync Canvas node gets at its boundary, from its own schema, before ``execute`` runs.
+
+ComfyUI checks min/max and combo values only for widget values in a prompt: JSON ``NaN`` passes its
+``val < min`` tests, a linked input (a primitive or string node feeding a combo) is not checked at all,
+and an in-process call is checked by nothing. So each node re-checks here, with one message format:
+choices outside the options (listing them), non-finite numbers, floats out of range, non-integer ints
+(an int's range stays ComfyUI's check: tests run nodes at sizes below the UI minimum), non-finite latents,
+images and masks. ``guard_node`` wraps a node's ``execute``; every node module calls ``guard_nodes(NODES)``
+and ``collect_nodes`` applies it again (idempotent) to whatever ComfyUI registers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+
+import torch
+
+from comfy_api.latest import io
+
+from .files import InputFileChoices
+
+MAX_LISTED_OPTIONS = 30  # file lists can be long: name the count beyond this
+
+
+class InputError(ValueError):
+    """A node input that cannot be used; the message names the node, the input, the value, what is expected."""
+
+
+def _node_name(schema) -> str:
+    return schema.display_name or schema.node_id
+
+
+def _options_text(options) -> str:
+    shown = ", ".join(repr(o) for o in list(options)[:MAX_LISTED_OPTIONS])
+    more = f", ... ({len(options)} in all)" if len(options) > MAX_LISTED_OPTIONS else ""
+    return shown + more
+
+
+def check_choice(node: str, name: str, value, options) -> None:
+    options = list(options)
+    if value not in options:
+        if not options:
+            raise InputError(f"{node}: {name}={value!r} but there is nothing to choose from (no options)")
+        raise InputError(f"{node}: {name}={value!r} is not one of its options: {_options_text(options)}")
+
+
+def check_number(node: str, name: str, value, minimum=None, maximum=None, integer: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float) and not value.is_integer()):
+        raise InputError(f"{node}: {name}={value!r} is not {kind}")
+    bounds = f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None else ""
+    if not math.isfinite(value):
+        raise InputError(f"{node}: {name}={value} is not a finite number; give {kind}{bounds}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InputError(f"{node}: {name}={value} is out of range; give {kind}{bounds}")
+
+
+def check_finite_tensor(node: str, name: str, tensor) -> None:
+    if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise InputError(
+            f"{node}: {name} contains {bad} non-finite values (NaN or infinity) out of {tensor.numel()}; "
+            "check the node that made it"
+        )
+
+
+def check_inputs(schema, kwargs: dict) -> None:
+    """Every input of ``schema`` present in ``kwargs`` checked against its declared type, options and range."""
+    node = _node_name(schema)
+    for spec in schema.inputs:
+        value = kwargs.get(spec.id)
+        if value is None:
+            continue
+        if isinstance(spec, io.Combo.Input) and spec.options is not None and not isinstance(spec.options, InputFileChoices):
+            check_choice(node, spec.id, value, spec.options)
+        elif isinstance(spec, io.Float.Input):
+            check_number(node, spec.id, value, spec.min, spec.max)
+        elif isinstance(spec, io.Int.Input):
+            # sizes are integers by type; their ranges are ComfyUI's to check (unit tests use tiny sizes)
+            check_number(node, spec.id, value, integer=True)
+        elif isinstance(spec, io.Latent.Input) and isinstance(value, dict):
+            check_finite_tensor(node, f"{spec.id} (latent samples)", value.get("samples"))
+        elif isinstance(spec, (io.Image.Input, io.Mask.Input)):
+            check_finite_tensor(node, spec.id, value)
+
+
+def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
+    """Wrap ``node.execute`` so that :func:`check_inputs` runs first (idempotent; returns ``node``)."""
+    execute = node.__dict__.get("execute")
+    if execute is None or getattr(execute, "__func__", execute).__dict__.get("_sync_canvas_guarded"):
+        return node
+    inner = execute.__func__
+    signature = inspect.signature(inner)
+
+    @functools.wraps(inner)
+    def guarded(cls, *args, **kwargs):
+        # the schema is rebuilt per run so file lists (inputs uploaded since start-up) are current
+        check_inputs(cls.define_schema(), signature.bind_partial(cls, *args, **kwargs).arguments)
+        return inner(cls, *args, **kwargs)
+
+    guarded._sync_canvas_guarded = True
+    node.execute = classmethod(guarded)
+    return node
+
+
+def guard_nodes(nodes: list[type[io.ComfyNode]]) -> list[type[io.ComfyNode]]:
+    """:func:`guard_node` on each; node modules call it on their ``NODES`` so in-process calls are checked too."""
+    for node in nodes:
+        guard_node(node)
+    return nodes
