@@ -22,27 +22,26 @@ def projector_input(tooltip: str = "The canvas geometry: a SYNC_PROJECTOR from a
     return SyncProjector.Input("projector", tooltip=tooltip)
 
 
-def require_kind(projector, kinds: tuple[str, ...], node: str):
-    """Raise a ValueError naming both kinds when ``projector.kind`` is not one of ``kinds``."""
-    kind = getattr(projector, "kind", type(projector).__name__)
-    if kind not in kinds:
+def require_capability(projector, capability: str, node: str, what: str):
+    """The projector's ``capability`` (a method or attribute, projectors/CONTRACT.md), or a ValueError
+    naming the node, what it needs (``what``, e.g. "a mesh projector") and what it got."""
+    if not hasattr(projector, capability):
         raise ValueError(
-            f"{node} needs a projector of kind {' or '.join(repr(k) for k in kinds)}, "
-            f"but got one of kind {kind!r} ({type(projector).__name__})"
+            f"{node} needs {what} (a projector with {capability!r}), but got {getattr(projector, 'kind', '?')!r} "
+            f"({type(projector).__name__})"
         )
-    return projector
+    return getattr(projector, capability)
 
 
 def canonical_image_to_tensor(image: torch.Tensor, projector, what: str = "image") -> torch.Tensor:
-    """IMAGE ``[1, H, W, C]`` -> canonical ``[C, H, W]``, checked against ``projector.canonical_shape``."""
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"{what} must be a single image [1, H, W, C], got shape {tuple(image.shape)}")
-    if len(projector.canonical_shape) != 2 or tuple(image.shape[1:3]) != tuple(projector.canonical_shape):
-        raise ValueError(
-            f"{what} is {image.shape[2]}x{image.shape[1]} (WxH) but the projector's canonical image is "
-            f"{'x'.join(map(str, projector.canonical_shape[::-1]))} (WxH); resize it first"
-        )
-    return image[0].movedim(-1, 0)
+    """IMAGE ``[B, H, W, C]`` (the canvas's images, e.g. one for a flat canvas, six cube faces) -> canonical
+    ``[C, *S]``, checked by the projector (``canvas_from_images``)."""
+    if image.dim() != 4:
+        raise ValueError(f"{what} must be an IMAGE batch [B, H, W, C], got shape {tuple(image.shape)}")
+    try:
+        return projector.canvas_from_images(image.movedim(-1, 1))
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from e
 
 
 def tensor_to_image(x: torch.Tensor) -> torch.Tensor:
@@ -52,16 +51,19 @@ def tensor_to_image(x: torch.Tensor) -> torch.Tensor:
     return x.movedim(1, -1).float().cpu().contiguous()
 
 
-def canvas_to_image(canvas: torch.Tensor) -> torch.Tensor:
-    """Canonical RGB ``[3, H, W]`` -> IMAGE ``[1, H, W, 3]``; stacked planes ``[3, M, H, W]`` -> ``[M, H, W, 3]``;
-    per-element colours ``[3, G]`` (splats) -> a one-pixel-high strip ``[1, 1, G, 3]``."""
-    if canvas.dim() == 2:
-        return tensor_to_image(canvas.unsqueeze(1))
-    if canvas.dim() == 4:
-        return tensor_to_image(canvas.movedim(0, 1))
-    if canvas.dim() != 3:
-        raise ValueError(f"this canvas has shape {tuple(canvas.shape)} and cannot be shown as an image")
-    return tensor_to_image(canvas)
+def canvas_to_image(projector, canvas: torch.Tensor) -> torch.Tensor:
+    """Canonical ``[C, *S]`` -> IMAGE ``[B, H, W, C]`` as the projector shows its canvas (``canvas_images``:
+    one image for a flat canvas, one per plane, six cube faces, a strip of splat colours)."""
+    return tensor_to_image(projector.canvas_images(canvas))
+
+
+def decode_canvas(projector, vae, latent: torch.Tensor):
+    """The canvas latent ``[C, *S]`` decoded to IMAGE ``[B, H, W, 3]`` in [0, 1], or None when the canvas is
+    no image (``projector.canvas_is_image``; e.g. per-splat latents)."""
+    if not projector.canvas_is_image:
+        return None
+    images = vae.decode(projector.canvas_images(latent))
+    return images.reshape(-1, *images.shape[-3:]).clamp(0, 1)
 
 
 def images_to_views(images: torch.Tensor) -> torch.Tensor:

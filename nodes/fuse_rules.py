@@ -30,7 +30,7 @@ from ..samplers.ddr import sample_ddr
 from ..samplers.ddr_representations import CanonicalRepresentation, SirenRepresentation
 from ..samplers.syncdiffusion import sample_syncdiffusion
 from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, statistics_loss
-from .common import CATEGORY, canvas_to_image, latent_projector, projector_input
+from .common import CATEGORY, decode_canvas, latent_projector, projector_input
 from .sync_sampling import ComfyRun, canonical_latent, check_view_conditioning, comfy_run, run_with_comfy, sync_sigmas
 from .guards import guard_nodes
 
@@ -79,14 +79,14 @@ class FuseRule:
 
 
 def _ddr(run: ComfyRun, projector, sigmas, options: dict):
-    kind = options.pop("representation")
+    representation = options.pop("representation")
     adam = dict(adam_steps=options.pop("adam_steps"), adam_lr=options.pop("adam_lr"))
     channels = run.noise.shape[0]
-    rep = (SirenRepresentation(projector, channels, **adam) if kind == "siren"
+    rep = (SirenRepresentation(projector, channels, **adam) if representation == "siren"
            else CanonicalRepresentation(projector, channels, dtype=run.noise.dtype))
     # DDR starts from theta = 0 (Algorithm 1): the start latent is not used
     result = sample_ddr(run.denoiser, rep, sigmas, run.model_sampling, noise=run.noise, **options, **run.common())
-    return result, (f"DDR ({kind} representation, eta {options['eta']}, {len(result.schedule)} schedule entries, "
+    return result, (f"DDR ({representation} representation, eta {options['eta']}, {len(result.schedule)} schedule entries, "
                     f"{result.model_evals} view evaluations)")
 
 
@@ -234,8 +234,9 @@ def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler
     canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
     if vae is None:
         return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report, ui=ui.PreviewText(report))
-    image = vae.decode(out)
-    image = canvas_to_image(image.reshape(-1, *image.shape[-3:])[0].movedim(-1, 0).clamp(0, 1))
+    image = decode_canvas(lat_projector, vae, out[0])
+    if image is None:
+        image = ExecutionBlocker(f"a {lat_projector.kind} canvas is not an image")
     return io.NodeOutput(canvas, image, report, ui=ui.PreviewText(report))  # the report shows on the node
 
 

@@ -21,14 +21,13 @@ from ..assets.mesh_io import MESH_EXTENSIONS, export_glb, export_obj, load_mesh
 from ..assets.mesh_uv import unwrap_uvs
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
-from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_kind, tensor_to_image
+from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_capability, tensor_to_image
 from .files import input_files, input_root, resolve_input_file, save_target
 from .guards import guard_nodes
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
 SyncCameras = io.Custom("SYNC_CAMERAS")
-MESH_KIND = (MeshTextureProjector.kind,)
 
 
 def to_comfy_mesh(mesh: MeshData):
@@ -177,7 +176,7 @@ class SyncCanvasMeshConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
-        require_kind(projector, MESH_KIND, "SyncCanvas Mesh Depth/Normal Views")
+        require_capability(projector, "mesh", "SyncCanvas Mesh Depth/Normal Views", "a mesh projector")
         depth = projector.depth_maps().expand(-1, 3, -1, -1)
         return io.NodeOutput(tensor_to_image(depth), tensor_to_image(projector.normal_maps()), projector.masks()[:, 0].cpu())
 
@@ -200,7 +199,7 @@ class SyncCanvasMeshEditStart(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, texture, vae) -> io.NodeOutput:
-        require_kind(projector, MESH_KIND, "SyncCanvas Texture Edit Start")
+        require_capability(projector, "mesh", "SyncCanvas Texture Edit Start", "a mesh projector")
         views = projector.render(texture_tensor(texture, projector.texture_size).to(projector.device), background=0.5)
         latents = vae.encode(tensor_to_image(views.clamp(0, 1)))
         lat_projector = latent_projector(projector, vae)
@@ -229,7 +228,7 @@ class SyncCanvasMeshTurntable(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, texture, frames, size, elevation, background) -> io.NodeOutput:
-        require_kind(projector, MESH_KIND, "SyncCanvas Mesh Turntable")
+        require_capability(projector, "mesh", "SyncCanvas Mesh Turntable", "a mesh projector")
         tex = texture[0, ..., :3].movedim(-1, 0).float() if texture.dim() == 4 else texture
         out = render_turntable(projector.mesh, tex, frames, size, elevation, background=background, backend=projector.backend)
         return io.NodeOutput(tensor_to_image(out))
@@ -255,7 +254,7 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, texture, filename_prefix, format) -> io.NodeOutput:
-        require_kind(projector, MESH_KIND, "SyncCanvas Save Textured Mesh")
+        require_capability(projector, "mesh", "SyncCanvas Save Textured Mesh", "a mesh projector")
         folder, name, counter, subfolder = save_target(filename_prefix)
         tex = texture[0, ..., :3].clamp(0, 1).cpu().numpy() if texture.dim() == 4 else texture
         stem = f"{name}_{counter:05}_"

@@ -11,7 +11,7 @@ import comfy.samplers
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from .common import CATEGORY, canvas_to_image, latent_projector, projector_input, tensor_to_image
+from .common import CATEGORY, canvas_to_image, decode_canvas, latent_projector, projector_input, tensor_to_image
 from .fuse_rules import FUSE_RULES, ksampler_mode_options, run_fuse_rule
 from .sync_sampling import (
     DEFAULT_MODE,
@@ -92,7 +92,7 @@ class SyncCanvasKSampler(io.ComfyNode):
             blocked = ExecutionBlocker(NO_VAE_MESSAGE)
             return io.NodeOutput(canvas, blocked, blocked)
         # with a VAE the sampler always runs the final RGB synchronization, so both RGB results exist
-        return io.NodeOutput(canvas, canvas_to_image(result.canonical_rgb.clamp(0, 1)),
+        return io.NodeOutput(canvas, canvas_to_image(projector, result.canonical_rgb.clamp(0, 1)),
                              tensor_to_image(result.views_rgb.clamp(0, 1)))
 
     @classmethod
@@ -114,10 +114,10 @@ class SyncCanvasKSampler(io.ComfyNode):
             blocked = ExecutionBlocker(NO_VAE_MESSAGE)
             return io.NodeOutput(canvas, blocked, blocked, ui=ui.PreviewText(report))
         views_rgb = vae.decode(lat_projector.project(out[0].to(lat_projector.device))).clamp(0, 1)  # [N, H, W, 3]
-        if out.dim() != 4:
-            return io.NodeOutput(canvas, ExecutionBlocker("this canvas is not an image"), views_rgb, ui=ui.PreviewText(report))
-        canonical = vae.decode(out)[0].movedim(-1, 0).clamp(0, 1)  # [3, H, W]
-        return io.NodeOutput(canvas, canvas_to_image(canonical), views_rgb, ui=ui.PreviewText(report))
+        image = decode_canvas(lat_projector, vae, out[0])
+        if image is None:
+            image = ExecutionBlocker(f"a {lat_projector.kind} canvas is not an image; use the views IMAGE")
+        return io.NodeOutput(canvas, image, views_rgb, ui=ui.PreviewText(report))
 
 
 class SyncCanvasSamplerSelect(io.ComfyNode):

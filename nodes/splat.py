@@ -17,14 +17,13 @@ from comfy_api.latest import io, ui
 from ..assets.splat_cameras import fit_orbit
 from ..assets.splat_ply import read_splat_ply, write_splat_ply
 from ..projectors.splat import SplatProjector
-from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_kind, tensor_to_image
+from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_capability, tensor_to_image
 from .files import input_files, resolve_input_file, save_target
 from .guards import guard_nodes
 
 SPLAT_CATEGORY = f"{CATEGORY}/splat"
 SyncSplat = io.Custom("SYNC_SPLAT")
 SyncSplatCameras = io.Custom("SYNC_SPLAT_CAMERAS")
-SPLAT_KIND = (SplatProjector.kind,)
 
 
 class SyncCanvasLoadSplat(io.ComfyNode):
@@ -105,14 +104,14 @@ class SyncCanvasSplatDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
-        require_kind(projector, SPLAT_KIND, "SyncCanvas Splat Depth Views")
+        require_capability(projector, "alpha_maps", "SyncCanvas Splat Depth Views", "a splat projector")
         depth = projector.depth_maps().expand(-1, 3, -1, -1)
         return io.NodeOutput(tensor_to_image(depth), projector.alpha_maps()[:, 0].float().cpu())
 
 
 def _fitted_colors(projector, views):
     """RGB colours ``[3, G]`` fitted to the IMAGE batch of the projector's views."""
-    require_kind(projector, SPLAT_KIND, "this splat node")
+    require_capability(projector, "fit_colors", "this splat node", "a splat projector")
     images = images_to_views(views)[:, :3].float()
     if images.shape[0] != projector.n_views or tuple(images.shape[2:]) != projector.view_hw:
         raise ValueError(f"views are {images.shape[0]} images of {images.shape[3]}x{images.shape[2]} but the projector has "
@@ -142,7 +141,7 @@ class SyncCanvasSplatTurntable(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, splat, frames, size, elevation, background, views=None) -> io.NodeOutput:
-        require_kind(projector, SPLAT_KIND, "SyncCanvas Splat Turntable")
+        require_capability(projector, "turntable", "SyncCanvas Splat Turntable", "a splat projector")
         colors = splat.colors().clamp(0, 1) if views is None else _fitted_colors(projector, views)
         return io.NodeOutput(tensor_to_image(projector.turntable(colors.cpu(), frames, size, elevation, background=background).clamp(0, 1)))
 

@@ -276,7 +276,7 @@ def comfy_run(model, x, sigmas, extra_args, callback, projector, noise=None, lat
     last = len(sigmas) - 1
 
     def report(step: int, total_steps: int, canonical_x0: torch.Tensor) -> None:
-        preview = preview_latent(projector, canonical_x0)
+        preview = projector.preview_latent(canonical_x0)
         if callback is not None and preview is not None:
             x0 = preview.unsqueeze(0)
             i = min(step, max(last - 1, 0))
@@ -294,16 +294,6 @@ def comfy_run(model, x, sigmas, extra_args, callback, projector, noise=None, lat
         report=report,
         check_cancel=check,
     )
-
-
-def preview_latent(projector, canonical: torch.Tensor) -> torch.Tensor | None:
-    """The image latent ``[C, h, w]`` ComfyUI's preview decodes for this canvas, or None (no picture)."""
-    show = getattr(projector, "preview_latent", None)
-    if show is not None:
-        return show(canonical)
-    if canonical.dim() == 4:  # stacked planes [C, M, H, W] show their mean
-        canonical = canonical.mean(1)
-    return canonical if canonical.dim() == 3 else None
 
 
 def check_latent_shape(x: torch.Tensor, projector) -> None:

@@ -21,7 +21,7 @@ from .common import (
     images_to_views,
     latent_projector,
     projector_input,
-    require_kind,
+    require_capability,
     tensor_to_image,
 )
 from .guards import guard_nodes
@@ -84,12 +84,13 @@ class SyncCanvasRenderDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, depth, encoding) -> io.NodeOutput:
-        require_kind(projector, ("360 panorama",), "SyncCanvas Render Depth Views")
+        depth_views = require_capability(projector, "depth_views", "SyncCanvas Render Depth Views",
+                                         "a canvas that turns a depth map into per-view depth (e.g. a 360 panorama)")
         canvas = canonical_image_to_tensor(resize_to_canvas(depth, projector, "depth"), projector, "depth")[:1]
         if encoding == "near_bright":
             views = projector.project(canvas.to(projector.device), nearest=True)
         else:
-            z = projector.depth_views(canvas.to(projector.device), radial=True)
+            z = depth_views(canvas.to(projector.device), radial=True)
             views = 1.0 - z / z.flatten(1).amax(1).clamp_min(1e-8)[:, None, None, None]
         return io.NodeOutput(tensor_to_image(views.clamp(0, 1).expand(-1, 3, -1, -1)))
 
@@ -111,8 +112,8 @@ class SyncCanvasViewMasks(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
-        masks = (projector.taps.pixel_weight > 0).float().reshape(projector.n_views, *projector.view_hw)
-        coverage = projector.coverage().float().reshape(1, *projector.canonical_shape)
+        masks = projector.view_masks().float()
+        coverage = projector.canvas_images(projector.coverage().float().unsqueeze(0))[:, 0]  # [B, H, W]
         return io.NodeOutput(masks.cpu(), coverage.cpu())
 
 
@@ -140,7 +141,7 @@ class SyncCanvasFuseViews(io.ComfyNode):
         canvas = projector.aggregate(w)
         if fill_holes:
             canvas = projector.fill(canvas)
-        return io.NodeOutput(canvas_to_image(canvas.clamp(0, 1)))
+        return io.NodeOutput(canvas_to_image(projector, canvas.clamp(0, 1)))
 
 
 class SyncCanvasEmptyLatent(io.ComfyNode):

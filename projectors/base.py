@@ -61,7 +61,8 @@ class Projector:
     """
 
     n_to_one: bool = False
-    kind: str = "projector"
+    kind: str = "projector"  # a name for messages only: nodes ask capabilities (CONTRACT.md), never the kind
+    canvas_is_image: bool = True  # canvas_images() of a latent canvas are latents a VAE can decode
 
     def __init__(
         self,
@@ -333,6 +334,67 @@ class Projector:
         """Bool ``[N, N]``: views i and j read at least one common canonical element (W > 0)."""
         masks = torch.stack([self.coverage([i]).reshape(-1) for i in range(self.n_views)]).float()
         return (masks @ masks.T) > 0
+
+    # ----------------------------------------------------------------------------------------------
+    # capabilities: what nodes and fuse rules ask of a canonical space (projectors/CONTRACT.md).
+    # The defaults serve a canvas that is one 2-D grid [C, H, W]; other spaces override them.
+    def view_ids(self, views: ViewSelection = None) -> torch.Tensor:
+        """The selected view ids as a LongTensor ``[n]`` on the projector's device (all views for None)."""
+        return self._view_ids(views)
+
+    def pixel_weights(self, views: ViewSelection = None) -> torch.Tensor:
+        """W_i, how much each view pixel is trusted when fusing: ``[n, 1, h, w]`` (>= 0, 0 on background)."""
+        ids = self._view_ids(views)
+        return self.taps.pixel_weight[ids].reshape(len(ids), 1, *self.view_hw)
+
+    def view_masks(self) -> torch.Tensor:
+        """Bool ``[N, h, w]``: view pixels that see the canvas."""
+        return self.pixel_weights()[:, 0] > 0
+
+    def canvas_images(self, z: torch.Tensor) -> torch.Tensor:
+        """How the canvas is shown and saved: canonical ``[C, *S]`` -> images ``[B, C, H, W]``.
+
+        Default: a 2-D canvas is one image. ValueError when the canvas has no image form."""
+        if z.dim() != 3:
+            raise ValueError(f"a {self.kind} canvas of shape {tuple(z.shape)} has no image form")
+        return z.unsqueeze(0)
+
+    def canvas_from_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``canvas_images``: images ``[B, C, H, W]`` -> canonical ``[C, *S]``, checked."""
+        expected = self.canvas_images(torch.zeros(1, *self.canonical_shape)).shape
+        if images.dim() != 4 or images.shape[0] != expected[0] or tuple(images.shape[2:]) != tuple(expected[2:]):
+            raise ValueError(
+                f"the {self.kind} canvas is {expected[0]} image(s) of {expected[3]}x{expected[2]} (WxH), got "
+                f"{images.shape[0]} of {images.shape[-1]}x{images.shape[-2]}; resize it first"
+            )
+        return images[0] if expected[0] == 1 else images.movedim(0, 1).reshape(images.shape[1], *self.canonical_shape)
+
+    def preview_latent(self, z: torch.Tensor) -> torch.Tensor | None:
+        """One image-shaped latent ``[C, h, w]`` for ComfyUI's live preview of the canvas latent ``z``, or None."""
+        try:
+            images = self.canvas_images(z)
+        except ValueError:
+            return None
+        return images[0] if images.shape[0] == 1 else images.mean(0)
+
+    def grid_positions(self) -> torch.Tensor:
+        """``[N, P, 2]`` float (row, column) on a 2-D layout of the canvas of each view pixel's nearest tap:
+        DDE's rotary positions and SIREN-like representations ask for it. ValueError without a 2-D layout."""
+        if len(self.canonical_shape) != 2:
+            raise ValueError(f"a {self.kind} canvas (shape {self.canonical_shape}) has no 2-D grid positions")
+        index = self.nearest_taps.index[..., 0]
+        width = self.canonical_shape[1]
+        return torch.stack([torch.div(index, width, rounding_mode="floor"), index % width], -1).float()
+
+    def grid_shape(self) -> tuple[int, int]:
+        """(H, W) of the 2-D layout ``grid_positions`` index (a representation defined on a grid uses it)."""
+        if len(self.canonical_shape) != 2:
+            raise ValueError(f"a {self.kind} canvas (shape {self.canonical_shape}) has no 2-D grid")
+        return self.canonical_shape
+
+    def from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """A ``[C, *grid_shape()]`` image laid out as ``grid_positions`` -> canonical ``[C, *S]``."""
+        return grid.reshape(grid.shape[0], *self.canonical_shape)
 
     # ----------------------------------------------------------------------------------------------
     # resolution: the same geometry at latent and at pixel resolution

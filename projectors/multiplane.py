@@ -46,6 +46,10 @@ class MultiplaneProjector(Projector):
         nearest = taps if same else _stack_planes(inner.nearest_taps, planes, k)
         super().__init__(taps, inner.view_hw, (planes, *inner.canonical_shape), nearest, inner.view_sign)
 
+    def canvas_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Each plane is one image: ``[C, M, H, W]`` -> ``[M, C, H, W]`` (the preview shows their mean, the views' input)."""
+        return z.movedim(1, 0)
+
     def rescaled(self, factor: int) -> "MultiplaneProjector":
         return MultiplaneProjector(self.inner.rescaled(factor), self.planes)
 

@@ -39,6 +39,14 @@ class SplatProjector(Projector):
 
     n_to_one = True
     kind = "splat"
+    canvas_is_image = False  # per-splat colours: shown as a strip, never VAE-decoded
+
+    def canvas_images(self, z: torch.Tensor) -> torch.Tensor:
+        """Per-splat colours ``[C, G]`` shown as a one-pixel-high strip ``[1, C, 1, G]``."""
+        return z.unsqueeze(1).unsqueeze(0)
+
+    def preview_latent(self, z: torch.Tensor) -> None:
+        return None  # a strip of per-splat latents is no picture
 
     def __init__(
         self,

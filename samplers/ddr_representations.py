@@ -56,10 +56,6 @@ def fit_by_adam(
     return float(loss.detach())
 
 
-def _pixel_weight(projector: Projector, views: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return projector.taps.pixel_weight[views].reshape(len(views), 1, *projector.view_hw).to(dtype)
-
-
 class CanonicalRepresentation:
     """theta = a projector's canonical tensor ``[C, *canonical_shape]``; f = ``projector.project``.
 
@@ -101,9 +97,9 @@ class CanonicalRepresentation:
         if self.solver == "closed_form":
             self.theta = self.projector.aggregate(targets, previous=self.theta, views=views)
             return
-        ids = self.projector._view_ids(views)
+        ids = self.projector.view_ids(views)
         theta = self.theta.clone().requires_grad_(True)
-        pw = _pixel_weight(self.projector, ids, targets.dtype)
+        pw = self.projector.pixel_weights(ids).to(targets.dtype)
         fit_by_adam(lambda: self.projector.project(theta, ids), [theta], targets, pw, self.adam_steps, self.adam_lr)
         self.theta = theta.detach()
 
@@ -143,7 +139,8 @@ class Siren(nn.Module):
 class SirenRepresentation:
     """theta = SIREN weights; f(theta, pi) = projector.project(SIREN evaluated on the canonical grid).
 
-    The canonical space must be a 2-D grid ``[C, H, W]``; texel centres map to [0, 1]^2.
+    The canonical space must offer a 2-D layout (``projector.grid_shape()`` / ``from_grid``); texel
+    centres of that layout map to [0, 1]^2.
 
     Args:
         projector: views of the canonical grid (IdentityProjector for the paper's image experiment,
@@ -163,15 +160,13 @@ class SirenRepresentation:
         depth: int = 3,
         seed: int = 0,
     ) -> None:
-        if len(projector.canonical_shape) != 2:
-            raise ValueError(f"a SIREN needs a 2-D canonical grid, got canonical_shape={projector.canonical_shape}")
+        h, w = projector.grid_shape()  # ValueError naming the canvas when it has no 2-D layout
         self.projector = projector
         self.channels = channels
         self.adam_steps, self.adam_lr = adam_steps, adam_lr
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.net = Siren(channels, width=width, depth=depth).to(projector.device)
-        h, w = projector.canonical_shape
         ys = (torch.arange(h, device=projector.device) + 0.5) / h
         xs = (torch.arange(w, device=projector.device) + 0.5) / w
         self.coords = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).reshape(-1, 2)
@@ -181,16 +176,16 @@ class SirenRepresentation:
         return self.projector.n_views
 
     def _image(self) -> torch.Tensor:
-        h, w = self.projector.canonical_shape
-        return self.net(self.coords).T.reshape(self.channels, h, w)
+        h, w = self.projector.grid_shape()
+        return self.projector.from_grid(self.net(self.coords).T.reshape(self.channels, h, w))
 
     def render(self, views: ViewSelection = None) -> torch.Tensor:
         with torch.no_grad():
             return self.projector.project(self._image(), views)
 
     def fit(self, targets: torch.Tensor, views: ViewSelection = None) -> None:
-        ids = self.projector._view_ids(views)
-        pw = _pixel_weight(self.projector, ids, targets.dtype)
+        ids = self.projector.view_ids(views)
+        pw = self.projector.pixel_weights(ids).to(targets.dtype)
         fit_by_adam(
             lambda: self.projector.project(self._image(), ids),
             self.net.parameters(),

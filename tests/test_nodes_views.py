@@ -66,7 +66,7 @@ def test_depth_views_need_a_360_projector_and_a_2_to_1_map():
     from sync_canvas.nodes.projector_nodes import SyncCanvas360Panorama
     from sync_canvas.nodes.view_nodes import SyncCanvasRenderDepth
 
-    with pytest.raises(ValueError, match="kind '360 panorama'.*'wide panorama'"):
+    with pytest.raises(ValueError, match="360 panorama.*'wide panorama'"):
         SyncCanvasRenderDepth.execute(wide(), torch.zeros(1, 64, 128, 3), "near_bright")
     projector = SyncCanvas360Panorama.execute("synctweedies", 64, 72.0, 0.0, False, 256, "nearest").args[0]
     assert projector.canonical_shape == (128, 256) and projector.n_views == 8

@@ -159,3 +159,31 @@ def test_aggregate_equals_value_over_weight_on_any_selection(projector):
         num, den = projector.unproject(w, views)
         expected = torch.where(den > 0, num / den.clamp_min(1e-12), prev)
         assert torch.allclose(projector.aggregate(w, previous=prev, views=views), expected, atol=1e-12)
+
+
+def test_canvas_images_round_trip_and_preview_is_an_image_or_none(projector):
+    """The capabilities nodes use (projectors/CONTRACT.md): the canvas as images and back, a preview latent."""
+    z = _canonical(projector, c=4)
+    images = projector.canvas_images(z)
+    assert images.dim() == 4 and images.shape[1] == 4
+    torch.testing.assert_close(projector.canvas_from_images(images), z)
+    preview = projector.preview_latent(z)
+    assert preview is None or (preview.dim() == 3 and preview.shape[0] == 4)
+    assert projector.pixel_weights().shape == (projector.n_views, 1, *projector.view_hw)
+    assert torch.equal(projector.view_masks(), projector.pixel_weights()[:, 0] > 0)
+
+
+def test_grid_positions_point_at_the_nearest_tap_or_refuse(projector):
+    try:
+        pos = projector.grid_positions()
+    except ValueError as e:
+        assert "grid" in str(e)
+        return
+    h, w = projector.grid_shape()
+    assert pos.shape == (projector.n_views, projector.view_hw[0] * projector.view_hw[1], 2)
+    assert (pos >= 0).all() and (pos[..., 0] < h).all() and (pos[..., 1] < w).all()
+    # the position's texel on the 2-D layout is the texel the view pixel reads (nearest tap)
+    grid = torch.arange(h * w, dtype=torch.float64).reshape(1, h, w)
+    flat = projector.from_grid(grid).reshape(-1)
+    read = flat[projector.nearest_taps.index[..., 0]]
+    torch.testing.assert_close(read, pos[..., 0].double() * w + pos[..., 1].double())

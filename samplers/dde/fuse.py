@@ -24,15 +24,14 @@ AVERAGING = "averaging (MultiDiffusion; no DDE coordinator loaded)"
 def view_positions(projector: Projector) -> torch.Tensor:
     """``[N, h, w, 2]`` global (row, col) canvas coordinates of every view pixel (nearest taps).
 
-    Needs a 2-D canonical grid (wide panoramas, identity/anagram canvases); the coordinator's rotary
-    embeddings read these, so overlapping view pixels share positions (DDE B.3.2).
+    Asked of the projector (``grid_positions``: wide panoramas, identity/anagram canvases, cube maps, ...);
+    the coordinator's rotary embeddings read these, so overlapping view pixels share positions (DDE B.3.2).
     """
-    if len(projector.canonical_shape) != 2:
-        raise ValueError(f"DDE needs a 2-D canonical grid, got canonical_shape={projector.canonical_shape}")
-    width = projector.canonical_shape[1]
-    index = projector.nearest_taps.index[..., 0]  # [N, P]
-    pos = torch.stack([index // width, index % width], -1).to(torch.float32)
-    return pos.reshape(projector.n_views, *projector.view_hw, 2)
+    try:
+        pos = projector.grid_positions()  # [N, P, 2]
+    except ValueError as e:
+        raise ValueError(f"DDE needs canvas positions: {e}") from e
+    return pos.to(torch.float32).reshape(projector.n_views, *projector.view_hw, 2)
 
 
 def dde_fuse(

@@ -53,11 +53,11 @@ class WindowGaussianDenoiser:
 
     def __init__(self, spectrum: torch.Tensor, projector: Projector, model_sampling) -> None:
         h, w = spectrum.shape
-        if projector.canonical_shape != (h, w):
-            raise ValueError(f"spectrum is {h}x{w} but the projector's canvas is {projector.canonical_shape}")
+        if tuple(projector.grid_shape()) != (h, w):
+            raise ValueError(f"spectrum is {h}x{w} but the projector's canvas grid is {projector.grid_shape()}")
         kernel = canvas_covariance(spectrum)
-        index = projector.nearest_taps.index[..., 0].cpu()  # [N, P]
-        rows, cols = index // w, index % w
+        pos = projector.grid_positions().long().cpu()  # [N, P, 2]
+        rows, cols = pos[..., 0], pos[..., 1]
         cov = kernel[(rows[:, :, None] - rows[:, None, :]) % h, (cols[:, :, None] - cols[:, None, :]) % w]
         self.eigval, self.eigvec = torch.linalg.eigh(cov)  # [N, P], [N, P, P] float64
         self.eigval = self.eigval.clamp_min(0)
