@@ -70,8 +70,8 @@ def main() -> None:
     t_latent_pre, latent = seconds(lambda: SplatProjector.from_scene(scene, cams.rescaled(8)))
     t_rgb_pre, rgb = seconds(lambda: SplatProjector.from_scene(scene, cams))
     g = args.gaussians
-    print(f"compositing entries: latent {latent.weights.weight.numel() / 1e6:.1f} M "
-          f"({latent.weights.nbytes / 2**20:.0f} MiB), RGB {rgb.weights.weight.numel() / 1e6:.1f} M "
+    print(f"compositing entries: latent {latent.weights.n_entries / 1e6:.1f} M "
+          f"({latent.weights.nbytes / 2**20:.0f} MiB), RGB {rgb.weights.n_entries / 1e6:.1f} M "
           f"({rgb.weights.nbytes / 2**20:.0f} MiB); coverage {100 * rgb.coverage_fraction():.1f}% of splats")
 
     # latent fuse: 4-channel x0 views, warm-started from the previous step's colours (as in sampling)

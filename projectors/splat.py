@@ -17,7 +17,7 @@ import torch
 
 from ..assets.cameras import fit_distance
 from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
-from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups
+from .base import DEFAULT_CG_TOLERANCE, Projector, SparseViewMap, ViewSelection, conjugate_gradient, greedy_disjoint_groups
 from .splat_render import CompositingWeights, composite, compositing_weights, render
 
 
@@ -80,7 +80,7 @@ class SplatProjector(Projector):
     # ----------------------------------------------------------------------------------------------
     def to(self, device) -> "SplatProjector":
         device = torch.device(device)
-        if self.weights.pixel.device != device:
+        if self.weights.device != device:
             self.weights = self.weights.to(device)
         super().to(device)
         return self
@@ -90,18 +90,13 @@ class SplatProjector(Projector):
         if nearest:
             return super().project(z, views, nearest=True)
         ids = self._view_ids(views)
-        return composite(self.weights, self._flat(z), ids.tolist())
+        return composite(self.weights, self._flat(z), None if views is None else ids.tolist())
 
     def adjoint(self, w: torch.Tensor, views: ViewSelection = None) -> torch.Tensor:
         """F^T w: ``[n, C, H, W]`` -> ``[C, G]`` (each pixel's value spread back by its weights)."""
         ids = self._view_ids(views)
         self._check_views(w, ids)
-        rows = w.reshape(w.shape[0], w.shape[1], -1).transpose(1, 2).contiguous()  # [n, P, C]
-        out = torch.zeros(self.canonical_size, w.shape[1], dtype=w.dtype, device=w.device)
-        for k, i in enumerate(ids.tolist()):
-            pix, gid, wt = self.weights.view(i)
-            out.index_add_(0, gid, rows[k][pix] * wt.to(w.dtype).unsqueeze(1))
-        return out.T
+        return self.weights.spread(w, None if views is None else ids.tolist())
 
     def _pixel_weights(self, ids: torch.Tensor, dtype) -> torch.Tensor:
         return self.weights.alpha[ids].reshape(len(ids), 1, *self.view_hw).to(dtype)
@@ -116,11 +111,8 @@ class SplatProjector(Projector):
     def visibility(self, views: ViewSelection = None) -> torch.Tensor:
         """``[G]`` summed compositing weight of each gaussian over the selected views (pixels)."""
         ids = self._view_ids(views)
-        out = torch.zeros(self.canonical_size, device=self.device)
-        for i in ids.tolist():
-            _, gid, wt = self.weights.view(i)
-            out.index_add_(0, gid, wt)
-        return out
+        ones = torch.ones(len(ids), 1, *self.view_hw, device=self.device)
+        return self.weights.spread(ones, None if views is None else ids.tolist())[0]
 
     def coverage(self, views: ViewSelection = None) -> torch.Tensor:
         """Bool ``[G]``: gaussians seen by the selected views (visibility >= min_visibility)."""
@@ -133,11 +125,7 @@ class SplatProjector(Projector):
 
     def _jacobi(self, ids: torch.Tensor) -> torch.Tensor:
         """diag(F^T W F) ``[G]``: sum over pixels of W w_k^2."""
-        out = torch.zeros(self.canonical_size, device=self.device)
-        for i in ids.tolist():
-            pix, gid, wt = self.weights.view(i)
-            out.index_add_(0, gid, self.weights.alpha[i][pix] * wt * wt)
-        return out
+        return self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist(), squared=True)[0]
 
     def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(coverage ``[G]``, Jacobi diagonal ``[G]``) of a view selection: geometry only, so cached
@@ -156,14 +144,15 @@ class SplatProjector(Projector):
         previous: torch.Tensor | None = None,
         views: ViewSelection = None,
         iterations: int = 30,
-        tolerance: float = 1e-5,
+        tolerance: float = DEFAULT_CG_TOLERANCE,
     ) -> torch.Tensor:
         """Least-squares colours ``[C, G]`` for views ``w`` ``[n, C, H, W]`` (preconditioned CG).
 
-        Starts from ``previous`` (warm start) or, when None, from F^T W w / F^T W F 1 (exact for
-        single-colour views). Gaussians the selected views do not see keep ``previous`` (0 when None).
-        Stops after ``iterations`` or when every channel's residual is below ``tolerance`` x its
-        right-hand side.
+        Starts from ``previous`` (warm start: in sampling, the last step's fit, a few iterations from
+        this one's) or, when None, from F^T W w / F^T W F 1 (exact for single-colour views). Gaussians
+        the selected views do not see keep ``previous`` (0 when None). Stops when every channel's
+        relative residual ||F^T W (w - F z)|| / ||F^T W w|| is below ``tolerance``, or after
+        ``iterations``; ``self.last_solve`` (base.SolveReport) says how many it took.
         """
         ids = self._view_ids(views)
         self._check_views(w, ids)
@@ -172,27 +161,14 @@ class SplatProjector(Projector):
         rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
         covered, diag = self._fixed_terms(ids, views is None)
         mask = covered.to(work).unsqueeze(0)
-        diag = diag.to(work).clamp_min(1e-12).unsqueeze(0)
+        inv_diag = mask / diag.to(work).clamp_min(1e-12).unsqueeze(0)
         if previous is None:
             row_sum = self._normal_operator(torch.ones(1, self.canonical_size, dtype=work, device=w.device), ids)
             z = rhs / row_sum.clamp_min(1e-12) * mask
         else:
-            z = previous.to(work).reshape(rhs.shape).clone()
-        r = (rhs - self._normal_operator(z, ids)) * mask
-        stop = tolerance * rhs.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        zr = r / diag
-        p, rz = zr, (r * zr).sum(1, keepdim=True)
-        for _ in range(iterations):
-            if bool((r.norm(dim=1, keepdim=True) <= stop).all()):
-                break
-            ap = self._normal_operator(p, ids) * mask
-            step = rz / (p * ap).sum(1, keepdim=True).clamp_min(1e-30)
-            z = z + step * p
-            r = r - step * ap
-            zr = r / diag
-            rz_new = (r * zr).sum(1, keepdim=True)
-            p = zr + (rz_new / rz.clamp_min(1e-30)) * p
-            rz = rz_new
+            z = previous.to(work).reshape(rhs.shape)
+        z, self.last_solve = conjugate_gradient(lambda v: self._normal_operator(v, ids), rhs, z, inv_diag, mask,
+                                                tolerance, iterations)
         return z.to(w.dtype)
 
     def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
@@ -225,9 +201,9 @@ class SplatProjector(Projector):
             self._groups = greedy_disjoint_groups(self.overlap_matrix().cpu())
         return self._groups
 
-    def fit_colors(self, views: torch.Tensor, iterations: int = 100) -> torch.Tensor:
+    def fit_colors(self, views: torch.Tensor, iterations: int = 100, tolerance: float = 1e-4) -> torch.Tensor:
         """Colours ``[C, G]`` that best explain the view images ``[N, C, H, W]``; unseen splats filled."""
-        return self.fill(self.aggregate(views, iterations=iterations))
+        return self.fill(self.aggregate(views, iterations=iterations, tolerance=tolerance))
 
     def turntable(self, colors: torch.Tensor, frames: int = 24, size: int = 512, elevation: float = 15.0,
                   fov_deg: float = 50.0, background: float = 1.0) -> torch.Tensor:

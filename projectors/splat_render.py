@@ -17,7 +17,10 @@ pure-torch weights path otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import math
+import warnings
 
 import torch
 
@@ -30,19 +33,56 @@ EWA_BLUR = 0.3
 
 
 @dataclass
-class CompositingWeights:
-    """Sparse per-view compositing weights; E entries over all views, grouped by view.
+class ViewChunk:
+    """The compositing weights of views ``start:stop`` as two CSR matrices (int32 indices where they fit).
 
-    view_ptr ``[N+1]`` (entries of view i are ``view_ptr[i]:view_ptr[i+1]``), pixel ``[E]`` int32 (flat
-    row-major pixel in its view), gaussian ``[E]`` int32, weight ``[E]`` (alpha_k T_k in (0, 1)), and per
-    pixel: alpha ``[N, H*W]`` (accumulated opacity) and depth ``[N, H*W]`` (expected camera z of the
-    surface, sum w z / alpha; 0 where alpha is 0).
+    forward ``[(stop-start)*P, G]`` (row ``(view - start) * P + pixel``) renders: ``F z``; transpose
+    ``[G, (stop-start)*P]`` spreads back: ``F^T w``. Both are built once; every product is one
+    ``torch.sparse.mm`` on the device the matrices live on (no per-call index copies).
     """
 
-    view_ptr: torch.Tensor
-    pixel: torch.Tensor
-    gaussian: torch.Tensor
-    weight: torch.Tensor
+    start: int
+    stop: int
+    forward: torch.Tensor
+    transpose: torch.Tensor
+    _cast: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def matrix(self, transpose: bool, dtype: torch.dtype) -> torch.Tensor:
+        """forward / transpose with values in ``dtype`` (float64 copies of the values cached on first use)."""
+        base = self.transpose if transpose else self.forward
+        if base.values().dtype == dtype:
+            return base
+        key = (transpose, dtype)
+        if key not in self._cast:
+            self._cast[key] = _csr(base.crow_indices(), base.col_indices(), base.values().to(dtype), base.shape)
+        return self._cast[key]
+
+    def to(self, device) -> "ViewChunk":
+        return ViewChunk(self.start, self.stop, self.forward.to(device), self.transpose.to(device))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in (self.forward, self.transpose)
+                   for t in (m.crow_indices(), m.col_indices(), m.values()))
+
+
+def _csr(crow, col, values, shape) -> torch.Tensor:
+    with warnings.catch_warnings():  # "CSR support is in beta": the products used here are long stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, tuple(shape), check_invariants=False)
+
+
+@dataclass
+class CompositingWeights:
+    """Sparse compositing weights of N views, stored as CSR matrices over chunks of consecutive views.
+
+    chunks: ``ViewChunk`` s covering views 0..N-1 in order (a chunk holds a bounded number of entries, so
+    building and applying never holds more than a chunk's temporaries); per pixel: alpha ``[N, H*W]``
+    (accumulated opacity) and depth ``[N, H*W]`` (expected camera z of the surface, sum w z / alpha;
+    0 where alpha is 0). Entries are alpha_k T_k in (0, 1).
+    """
+
+    chunks: list
     alpha: torch.Tensor
     depth: torch.Tensor
     height: int
@@ -53,19 +93,108 @@ class CompositingWeights:
     def n_views(self) -> int:
         return int(self.alpha.shape[0])
 
-    def view(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pixel, gaussian, weight) of view i; indices as int64 (index_add_ with int32 is ~10x slower)."""
-        s, e = int(self.view_ptr[i]), int(self.view_ptr[i + 1])
-        return self.pixel[s:e].long(), self.gaussian[s:e].long(), self.weight[s:e]
+    @property
+    def n_entries(self) -> int:
+        return sum(int(c.forward.values().numel()) for c in self.chunks)
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.pixel, self.gaussian, self.weight, self.alpha, self.depth))
+        """Bytes held: both CSR matrices of every chunk, alpha and depth."""
+        return sum(c.nbytes for c in self.chunks) + sum(t.numel() * t.element_size() for t in (self.alpha, self.depth))
+
+    @property
+    def device(self) -> torch.device:
+        return self.alpha.device
+
+    def _chunk_of(self, i: int) -> ViewChunk:
+        for c in self.chunks:
+            if c.start <= i < c.stop:
+                return c
+        raise IndexError(f"view {i} out of range for {self.n_views} views")
+
+    def view(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pixel, gaussian, weight) of view i as int64 / float, sorted by pixel then front to back."""
+        c = self._chunk_of(i)
+        p = self.height * self.width
+        crow = c.forward.crow_indices()[(i - c.start) * p : (i - c.start + 1) * p + 1].long()
+        s, e = int(crow[0]), int(crow[-1])
+        pixel = torch.repeat_interleave(torch.arange(p, device=crow.device), crow.diff())
+        return pixel, c.forward.col_indices()[s:e].long(), c.forward.values()[s:e]
 
     def to(self, device) -> "CompositingWeights":
-        move = lambda t: t.to(device)  # noqa: E731
-        return CompositingWeights(self.view_ptr, move(self.pixel), move(self.gaussian), move(self.weight),
-                                  move(self.alpha), move(self.depth), self.height, self.width, self.n_gaussians)
+        return CompositingWeights([c.to(device) for c in self.chunks], self.alpha.to(device), self.depth.to(device),
+                                  self.height, self.width, self.n_gaussians)
+
+    def _groups(self, views) -> list[tuple[ViewChunk, list[int], list[int]]]:
+        """(chunk, positions in ``views``, views) for each chunk the selection touches."""
+        ids = range(self.n_views) if views is None else [int(v) for v in views]
+        out = []
+        for c in self.chunks:
+            pos = [k for k, v in enumerate(ids) if c.start <= v < c.stop]
+            if pos:
+                out.append((c, pos, [ids[k] for k in pos]))
+        return out
+
+    def render(self, colors: torch.Tensor, views=None) -> torch.Tensor:
+        """F z: colours ``[C, G]`` -> ``[n, C, H, W]`` (background 0); float32 unless colours are float64."""
+        n = self.n_views if views is None else len(views)
+        work = torch.float64 if colors.dtype == torch.float64 else torch.float32
+        rows = colors.to(work).T.contiguous()  # [G, C]
+        p, ch = self.height * self.width, colors.shape[0]
+        out = torch.empty(n, p, ch, dtype=work, device=colors.device)
+        for c, pos, ids in self._groups(views):
+            mat = c.matrix(False, work)
+            if ids == list(range(c.start, c.stop)):  # the whole chunk: one product
+                out[pos[0] : pos[0] + len(pos)] = (mat @ rows).reshape(len(pos), p, ch)
+                continue
+            crow, col, val = mat.crow_indices(), mat.col_indices(), mat.values()
+            for k, v in zip(pos, ids):  # a row slice of the chunk: no copy but the row pointers
+                r0 = (v - c.start) * p
+                s, e = int(crow[r0]), int(crow[r0 + p])
+                out[k] = _csr(crow[r0 : r0 + p + 1] - s, col[s:e], val[s:e], (p, self.n_gaussians)) @ rows
+        return out.permute(0, 2, 1).reshape(n, ch, self.height, self.width).to(colors.dtype)
+
+    def spread(self, w: torch.Tensor, views=None, squared: bool = False) -> torch.Tensor:
+        """F^T w: views ``[n, C, H, W]`` -> ``[C, G]``; ``squared`` uses the squared weights (diag(F^T W F)).
+
+        A chunk only partly selected is multiplied with zero rows for its other views."""
+        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        p, ch = self.height * self.width, w.shape[1]
+        rows = w.to(work).reshape(w.shape[0], ch, p).transpose(1, 2)  # [n, P, C]
+        out = torch.zeros(self.n_gaussians, ch, dtype=work, device=w.device)
+        for c, pos, ids in self._groups(views):
+            mat = c.matrix(True, work)
+            if squared:
+                mat = _csr(mat.crow_indices(), mat.col_indices(), mat.values() ** 2, mat.shape)
+            if ids == list(range(c.start, c.stop)):
+                block = rows[pos[0] : pos[0] + len(pos)].reshape(-1, ch)
+            else:
+                block = torch.zeros(c.stop - c.start, p, ch, dtype=work, device=w.device)
+                block.index_add_(0, torch.tensor(ids, device=w.device) - c.start, rows[pos])
+                block = block.reshape(-1, ch)
+            out += mat @ block
+        return out.T.to(w.dtype)
+
+
+def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
+    """CSR forward and transpose of consecutive views' (pixel, gaussian, weight) lists (pixel-sorted)."""
+    device = parts[0][0].device
+    rows = torch.cat([pix + k * p for k, (pix, _, _) in enumerate(parts)])
+    cols = torch.cat([gid for _, gid, _ in parts])
+    vals = torch.cat([wt for _, _, wt in parts])
+    n_rows = len(parts) * p
+    small = max(n_rows, g, len(vals) + 1) < 2**31
+    index = torch.int32 if small else torch.int64
+
+    def pointers(keys, size):
+        ptr = torch.zeros(size + 1, dtype=torch.int64, device=device)
+        ptr[1:] = torch.cumsum(torch.bincount(keys, minlength=size), 0)
+        return ptr.to(index)
+
+    forward = _csr(pointers(rows, n_rows), cols.to(index), vals, (n_rows, g))
+    order = torch.sort(cols, stable=True).indices  # rows stay ascending within each gaussian
+    transpose = _csr(pointers(cols, g), rows[order].to(index), vals[order], (g, n_rows))
+    return ViewChunk(start, start + len(parts), forward, transpose)
 
 
 def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
@@ -94,7 +223,7 @@ def project_gaussians(means, quats, log_scales, viewmat, K, width, height, near:
     lim_x, lim_y = 1.3 * 0.5 * width / fx, 1.3 * 0.5 * height / fy
     tx = (p[:, 0] / zs).clamp(-lim_x, lim_x) * zs
     ty = (p[:, 1] / zs).clamp(-lim_y, lim_y) * zs
-    jac = torch.zeros(len(p), 2, 3, dtype=p.dtype)
+    jac = torch.zeros(len(p), 2, 3, dtype=p.dtype, device=p.device)
     jac[:, 0, 0], jac[:, 0, 2] = fx / zs, -fx * tx / zs**2
     jac[:, 1, 1], jac[:, 1, 2] = fy / zs, -fy * ty / zs**2
     m = quaternion_to_rotation(quats) * torch.exp(log_scales).unsqueeze(1)  # R diag(s)
@@ -112,6 +241,7 @@ def project_gaussians(means, quats, log_scales, viewmat, K, width, height, near:
 
 def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height, max_pairs):
     """(pixel, gaussian, weight, depth-of-entry) for one view, sorted by pixel then depth."""
+    dev = means.device
     mean2d, conic, radius, depth, valid = project_gaussians(means, quats, log_scales, viewmat, K, width, height)
     x0 = torch.clamp(torch.ceil(mean2d[:, 0] - radius - 0.5), min=0)  # first pixel whose centre is inside
     x1 = torch.clamp(torch.floor(mean2d[:, 0] + radius - 0.5), max=width - 1)
@@ -129,10 +259,10 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     start = 0
     while start < len(ids):  # chunks of gaussians with at most ~max_pairs footprint pixels
         csum = torch.cumsum(count[start:], 0)
-        stop = start + max(1, int(torch.searchsorted(csum, torch.tensor(max_pairs), right=True)))
-        rank = torch.repeat_interleave(torch.arange(start, stop), count[start:stop])
+        stop = start + max(1, int(torch.searchsorted(csum, torch.tensor(max_pairs, device=csum.device), right=True)))
+        rank = torch.repeat_interleave(torch.arange(start, stop, device=dev), count[start:stop])
         first = torch.cumsum(count[start:stop], 0) - count[start:stop]
-        local = (torch.arange(len(rank)) - torch.repeat_interleave(first, count[start:stop])).float()
+        local = (torch.arange(len(rank), device=dev) - torch.repeat_interleave(first, count[start:stop])).float()
         mx, my, ca, cb, cc, op, bx, by, bwr = table[rank].unbind(1)
         row = torch.floor(local / bwr)  # exact: integers below 2^24
         px, py = bx + (local - row * bwr), by + row
@@ -145,8 +275,8 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
         alphas.append(alpha[ok])
         start = stop
     if not pixels:
-        empty = torch.zeros(0, dtype=torch.long)
-        return empty, empty, torch.zeros(0), torch.zeros(0)
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        return empty, empty, torch.zeros(0, device=dev), torch.zeros(0, device=dev)
     pixel, rank, alpha = torch.cat(pixels), torch.cat(gaussians), torch.cat(alphas)
     order = torch.argsort(pixel * max(len(ids), 1) + rank)  # by pixel, then front to back
     pixel, rank, alpha = pixel[order], rank[order], alpha[order].double()
@@ -155,9 +285,9 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     csum = torch.cumsum(log_keep, 0)
     new_pixel = torch.ones_like(pixel, dtype=torch.bool)
     new_pixel[1:] = pixel[1:] != pixel[:-1]
-    seg_start = torch.cummax(torch.where(new_pixel, torch.arange(len(pixel)), torch.zeros_like(pixel)), 0).values
+    seg_start = torch.cummax(torch.where(new_pixel, torch.arange(len(pixel), device=dev), torch.zeros_like(pixel)), 0).values
     log_t = csum - log_keep - (csum[seg_start] - log_keep[seg_start])
-    included = (log_t + log_keep) >= torch.log(torch.tensor(T_MIN, dtype=torch.float64))  # 3DGS early stop
+    included = (log_t + log_keep) >= math.log(T_MIN)  # 3DGS early stop
     weight = (alpha * torch.exp(log_t))[included].float()
     gaussian = ids[rank[included]]
     return pixel[included], gaussian, weight, depth[gaussian]
@@ -171,46 +301,53 @@ def compositing_weights(
     opacities: torch.Tensor,
     cameras: SplatCameras,
     max_pairs: int = 1 << 22,
+    chunk_entries: int | None = None,
 ) -> CompositingWeights:
-    """Per-view compositing weights of a splat scene (pure torch, computed on the CPU; ``.to()`` moves them).
+    """Per-view compositing weights of a splat scene, built on the device of ``means`` (pure torch).
 
     means ``[G, 3]``, quats ``[G, 4]`` (w, x, y, z), log_scales ``[G, 3]``, opacities ``[G]`` in (0, 1).
     ``max_pairs`` bounds the (gaussian, pixel) candidates evaluated at once (memory ~ 100 B each).
+    ``chunk_entries``: entries per chunk of views (default 8 per gaussian, between 2^20 and 2^24): large
+    enough that a product's [G, C] output is amortised over many entries, small enough that building
+    a chunk's transpose needs ~40 B x chunk_entries of temporaries.
     """
     g = means.shape[0]
     if means.shape != (g, 3) or quats.shape != (g, 4) or log_scales.shape != (g, 3) or opacities.shape != (g,):
         raise ValueError(f"inconsistent gaussian arrays: means {tuple(means.shape)}, quats {tuple(quats.shape)}, "
                          f"log_scales {tuple(log_scales.shape)}, opacities {tuple(opacities.shape)}")
-    means, quats, log_scales, opacities = (t.detach().float().cpu() for t in (means, quats, log_scales, opacities))
+    device = means.device
+    means, quats, log_scales, opacities = (t.detach().float().to(device) for t in (means, quats, log_scales, opacities))
+    if chunk_entries is None:
+        chunk_entries = min(max(8 * g, 1 << 20), 1 << 24)
     h, w = cameras.height, cameras.width
-    ptr, pixels, gaussians, weights = [0], [], [], []
-    alpha = torch.zeros(len(cameras), h * w)
-    depth = torch.zeros(len(cameras), h * w)
+    alpha = torch.zeros(len(cameras), h * w, device=device)
+    depth = torch.zeros(len(cameras), h * w, device=device)
+    chunks, parts, start, pending = [], [], 0, 0
     for i in range(len(cameras)):
-        pix, gid, wt, z = _view_weights(means, quats, log_scales, opacities, cameras.viewmats[i].float().cpu(),
-                                        cameras.Ks[i].float().cpu(), w, h, max_pairs)
+        pix, gid, wt, z = _view_weights(means, quats, log_scales, opacities, cameras.viewmats[i].float().to(device),
+                                        cameras.Ks[i].float().to(device), w, h, max_pairs)
         alpha[i].index_add_(0, pix, wt)
         depth[i].index_add_(0, pix, wt * z)
-        pixels.append(pix.int())  # stored as int32 (E reaches 10^8 at 512^2 x 50 views)
-        gaussians.append(gid.int())
-        weights.append(wt)
-        ptr.append(ptr[-1] + len(pix))
+        if parts and pending + len(pix) > chunk_entries:
+            chunks.append(_build_chunk(start, parts, h * w, g))
+            parts, start, pending = [], i, 0
+        parts.append((pix, gid, wt))
+        pending += len(pix)
+    if parts or not chunks:
+        chunks.append(_build_chunk(start, parts or [_empty_view(device)], h * w, g))
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
-    return CompositingWeights(torch.tensor(ptr), torch.cat(pixels), torch.cat(gaussians), torch.cat(weights),
-                              alpha, depth, h, w, g)
+    return CompositingWeights(chunks, alpha, depth, h, w, g)
+
+
+def _empty_view(device):
+    return (torch.zeros(0, dtype=torch.long, device=device),) * 2 + (torch.zeros(0, device=device),)
 
 
 def composite(weights: CompositingWeights, colors: torch.Tensor, views=None) -> torch.Tensor:
     """Render colours ``[C, G]`` with precomputed weights -> ``[n, C, H, W]`` (background 0)."""
     if colors.dim() != 2 or colors.shape[1] != weights.n_gaussians:
         raise ValueError(f"colours have shape {tuple(colors.shape)}, expected [C, {weights.n_gaussians}]")
-    ids = range(weights.n_views) if views is None else [int(v) for v in views]
-    rows = colors.T.contiguous()  # [G, C]: index_add along the leading axis is the fast path
-    out = torch.zeros(len(ids), weights.height * weights.width, colors.shape[0], dtype=colors.dtype, device=colors.device)
-    for k, i in enumerate(ids):
-        pix, gid, wt = weights.view(i)
-        out[k].index_add_(0, pix, rows[gid] * wt.to(colors.dtype).unsqueeze(1))
-    return out.permute(0, 2, 1).reshape(len(ids), colors.shape[0], weights.height, weights.width)
+    return weights.render(colors, views)
 
 
 def _gsplat_available(device: torch.device) -> bool:
@@ -245,7 +382,7 @@ def render(
             raise RuntimeError("backend='gsplat' needs the gsplat package and CUDA tensors")
         return _render_gsplat(means, quats, log_scales, opacities, colors, cameras)
     wts = compositing_weights(means, quats, log_scales, opacities, cameras)
-    image = composite(wts, colors.detach().float().cpu()).to(colors.device)
+    image = composite(wts, colors.detach().float().to(wts.device)).to(colors.device)
     shape = (len(cameras), 1, cameras.height, cameras.width)
     return image, wts.alpha.reshape(shape).to(colors.device), wts.depth.reshape(shape).to(colors.device)
 
