@@ -1,0 +1,161 @@
+"""Sync cost at real scale (issue 17): splat scenes of 100k-1M splats, the mesh pull, the 360 canvas.
+
+One run prints, side by side:
+* splats (procedural two-sphere scenes; each size in its own process, so its peak RSS is its own):
+  precompute time and weights' size at latent (size/8) and RGB resolution, peak RSS, the per-step fuse
+  (a step warm-started from the previous step's fit, views drifting as in sampling; CG iterations it
+  needed) at latent and RGB resolution, against the same step on the old paths
+  (benchmarks/reference_paths.py: per-view index_add_, fixed 30 CG iterations) and against the model
+  step for the same views (SD1.5-layout UNet, random weights, timed on one view and scaled);
+* ``--section mesh`` / ``pano``: the per-step sync of the mesh (10 views, 1536^2 latent texture) and of
+  the 360 panorama (2048x4096 latent canvas) before / after (see those sections' docstrings).
+
+Default sizes are modest (minutes on 2 shared cores); ``--full`` runs the issue's sizes
+(100k / 300k / 1M splats, 50 views, 512^2 RGB), which takes about an hour single-threaded.
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_scale.py [--full] [--skip-unet] [--section splat]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import conftest  # noqa: E402,F401  (imports the pack as `sync_canvas`)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+# ---- splats ------------------------------------------------------------------------------------
+def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iterations: int) -> dict:
+    """Everything for one scene size; runs in its own process (peak RSS of this size alone)."""
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.benchmarks.reference_paths import ReferenceSplat
+    from sync_canvas.projectors.splat import SplatProjector
+
+    torch.manual_seed(0)
+    scene = procedural_splat_scene(g, seed=0)
+    cams = fit_orbit(scene.means, scene.opacities, n_views=views, width=size, height=size)
+    out = {"splats": g, "views": views, "size": size}
+    gen = torch.Generator().manual_seed(0)
+    for name, cam, ch in (("latent", cams.rescaled(8), 4), ("rgb", cams, 3)):
+        t_pre, proj = timed(lambda: SplatProjector.from_scene(scene, cam))
+        hw = proj.view_hw
+        target = proj.project(torch.rand(ch, g, generator=gen))
+        drift = 0.05 * torch.randn(views, ch, *hw, generator=gen)
+        first = proj.aggregate(target + drift)  # the step before (cold start; fills the geometry cache)
+        cold_it = proj.last_solve.iterations
+        step_views = target + 0.8 * drift
+        t_step, fit = timed(lambda: proj.aggregate(step_views, previous=first))
+        out[name] = {"precompute_s": t_pre, "entries": proj.weights.n_entries, "bytes": proj.weights.nbytes,
+                     "coverage": float(proj.coverage().float().mean()), "cold_iterations": cold_it,
+                     "step_s": t_step, "step_iterations": proj.last_solve.iterations,
+                     "relative_residual": proj.last_solve.relative_residual}
+        out[name]["peak_rss_gib"] = peak_rss_gib()  # before any reference copy exists
+        if reference:
+            ref = ReferenceSplat(proj)
+            k = 30 if name == "latent" else ref_rgb_iterations
+            t_setup, _ = timed(lambda: ref.aggregate(step_views, previous=first, iterations=0))
+            t_k, old = timed(lambda: ref.aggregate(step_views, previous=first, iterations=k, tolerance=0))
+            out[name]["old_step_s"] = t_setup + (t_k - t_setup) * 30 / k
+            out[name]["old_step_note"] = "" if k == 30 else f"({k} it. scaled to 30)"
+            pw = proj.alpha_maps()
+            if k == 30:
+                diff = (proj.project(fit) - proj.project(old)).pow(2) * pw
+                out[name]["render_rms_vs_old"] = float(diff.sum() / (pw.sum() * ch)) ** 0.5
+            del ref
+        del proj, first, fit
+    return out
+
+
+def unet_seconds_per_view(latent: int) -> float:
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8).eval()
+    x = torch.randn(1, 4, latent, latent)
+    ctx = torch.randn(1, 77, 768)
+    with torch.inference_mode():
+        unet(x, 500, encoder_hidden_states=ctx)  # warm-up
+        seconds, _ = timed(lambda: unet(x, 500, encoder_hidden_states=ctx))
+    return seconds
+
+
+def splat_section(args) -> None:
+    rows = []
+    for g in args.splats:
+        cmd = [sys.executable, __file__, "--child", str(g), "--views", str(args.views), "--size", str(args.size),
+               "--ref-rgb-iterations", str(args.ref_rgb_iterations)] + (["--no-reference"] if args.no_reference else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{g} splats: failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    unet_view = None if args.skip_unet else unet_seconds_per_view(args.size // 8)
+    model = None if unet_view is None else unet_view * args.views
+    print(f"\nsplats: {args.views} views, RGB {args.size}^2, latent {args.size // 8}^2; model step = SD1.5 UNet "
+          + (f"{unet_view:.2f} s/view x {args.views} = {model:.1f} s (one forward, no CFG)" if model else "skipped"))
+    head = (f"{'splats':>8s} {'res':>6s} {'precomp s':>9s} {'weights':>9s} {'ent/px':>6s} {'cover':>6s} {'peak GiB':>8s} "
+            f"{'step s':>8s} {'CG it':>5s} {'old s':>8s} {'speedup':>7s} {'% model':>8s} {'old %':>7s} {'rms vs old':>10s}")
+    print(head)
+    for r in rows:
+        for name in ("latent", "rgb"):
+            m = r[name]
+            side = args.size // 8 if name == "latent" else args.size
+            old = m.get("old_step_s")
+            pct = f"{100 * m['step_s'] / model:7.2f}%" if model else f"{'-':>8s}"
+            old_pct = f"{100 * old / model:6.1f}%" if (model and old) else f"{'-':>7s}"
+            print(f"{r['splats']:8d} {side:5d}^2 {m['precompute_s']:9.1f} {m['bytes'] / 2**20:7.0f}Mi "
+                  f"{m['entries'] / (r['views'] * side * side):6.1f} {m['coverage']:6.2f} {m['peak_rss_gib']:8.2f} "
+                  f"{m['step_s']:8.3f} {m['step_iterations']:5d} {old if old else float('nan'):8.2f} "
+                  f"{(old / m['step_s']) if old else float('nan'):6.1f}x {pct} {old_pct} "
+                  f"{m.get('render_rms_vs_old', float('nan')):10.1e} {m.get('old_step_note', '')}")
+    print("step: one sampling step's fuse warm-started from the previous fit (CG to the default relative residual); "
+          "old: per-view index_add_ + 30 CG iterations; cold start iterations: "
+          + ", ".join(f"{r['splats']}: {r['latent']['cold_iterations']}/{r['rgb']['cold_iterations']}" for r in rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="the issue's sizes: 100k/300k/1M splats, 50 views, 512^2")
+    parser.add_argument("--splats", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    parser.add_argument("--views", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--section", default="all", choices=["all", "splat", "mesh", "pano"])
+    parser.add_argument("--skip-unet", action="store_true")
+    parser.add_argument("--no-reference", action="store_true", help="skip the old paths (they need a second copy of the weights)")
+    parser.add_argument("--ref-rgb-iterations", type=int, default=2, help="old RGB fit timed over this many iterations, scaled to 30")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.splats = args.splats or ([100_000, 300_000, 1_000_000] if args.full else [20_000, 60_000])
+    args.views = args.views or (50 if args.full else 16)
+    args.size = args.size or (512 if args.full else 256)
+    if args.child is not None:
+        print(json.dumps(splat_child(args.child, args.views, args.size, not args.no_reference, args.ref_rgb_iterations)))
+        return
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    if args.section in ("all", "splat"):
+        splat_section(args)
+
+
+if __name__ == "__main__":
+    main()
