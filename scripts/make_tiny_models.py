@@ -6,6 +6,9 @@
 Writes (skipping files that already exist):
     OUT_DIR/checkpoints/sync_canvas_tiny_sd15.safetensors      ~271 MB: tiny SD1.5-layout UNet, TAESD VAE, full CLIP-L
     OUT_DIR/controlnet/sync_canvas_tiny_controlnet.safetensors  ~20 MB: ldm-format ControlNet matching the tiny UNet
+    OUT_DIR/checkpoints/sync_canvas_demo_landscapes.safetensors ~310 MB: the demo model that paints landscapes
+        (assets/weights/sync_canvas_demo_unet.safetensors padded to SD1.5 width, written-down TAESD and CLIP;
+        see scripts/demo_model.py); rebuilt when the shipped weights change
 
 The weights are random (no model can be downloaded here), so the images they make are noise: they
 exist to run real workflows through real ComfyUI loaders, samplers and savers on a CPU in seconds.
@@ -26,6 +29,9 @@ import time
 
 CHECKPOINT_NAME = "sync_canvas_tiny_sd15.safetensors"
 CONTROLNET_NAME = "sync_canvas_tiny_controlnet.safetensors"
+DEMO_CHECKPOINT_NAME = "sync_canvas_demo_landscapes.safetensors"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEMO_UNET_FILE = REPO / "assets" / "weights" / "sync_canvas_demo_unet.safetensors"
 
 # SD15 detection keys (model_channels, context_dim, use_linear_in_transformer, adm_in_channels,
 # use_temporal_attention) at their SD1.5 values; everything else as small as the loaders allow.
@@ -113,10 +119,57 @@ def build_clip():
     return clip
 
 
+def _demo_model_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_canvas_demo_model", REPO / "scripts" / "demo_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def build_demo_checkpoint(unet_file: pathlib.Path = DEMO_UNET_FILE) -> dict:
+    """The demo checkpoint's state dict (float16): shipped narrow UNet padded to SD1.5, written-down VAE and CLIP."""
+    import torch
+    from safetensors.torch import load_file
+
+    dm = _demo_model_module()
+    net = dm.NarrowUNet(dm.WIDTH)
+    net.load_state_dict({k: v.float() for k, v in load_file(str(unet_file)).items()})
+    parts = {"model.diffusion_model.": net.padded_state_dict(), "first_stage_model.": dm.comfy_taesd_state(),
+             "cond_stage_model.": dm.comfy_clip_state()}
+    return {prefix + k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()
+            for prefix, state in parts.items() for k, v in state.items()}
+
+
+def _demo_is_current(path: pathlib.Path, unet_file: pathlib.Path) -> bool:
+    """Whether the demo checkpoint at path was built from the current shipped weights."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("demo_unet_sha256") == file_sha256(unet_file)
+
+
 def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=print) -> dict:
-    """Builds whichever tiny files are missing under out_dir. Returns {"checkpoints": path, "controlnet": path}."""
+    """Builds whichever tiny files are missing (or, for the demo model, stale) under out_dir.
+    Returns {"checkpoints": path, "controlnet": path, "demo": path}."""
     paths = {"checkpoints": out_dir / "checkpoints" / CHECKPOINT_NAME,
-             "controlnet": out_dir / "controlnet" / CONTROLNET_NAME}
+             "controlnet": out_dir / "controlnet" / CONTROLNET_NAME,
+             "demo": out_dir / "checkpoints" / DEMO_CHECKPOINT_NAME}
+    if not DEMO_UNET_FILE.is_file():
+        log(f"tiny models: no demo weights at {DEMO_UNET_FILE} (scripts/train_demo_model.py writes them): demo model skipped")
+        del paths["demo"]
+    elif paths["demo"].is_file() and not _demo_is_current(paths["demo"], DEMO_UNET_FILE):
+        log(f"tiny models: {paths['demo']} was built from other weights than {DEMO_UNET_FILE}: rebuilding")
+        paths["demo"].unlink()
     if all(p.is_file() for p in paths.values()):
         log(f"tiny models: all present in {out_dir}")
         return paths
@@ -129,18 +182,23 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
                                 **_to_fp16_state(build_taesd(), "first_stage_model."),
                                 **_to_fp16_state(build_clip(), "cond_stage_model.")},
         "controlnet": lambda: _to_fp16_state(build_controlnet(), ""),
+        "demo": build_demo_checkpoint,
     }
+    metadata = {"checkpoints": {"sync_canvas": "tiny random-weight test model"},
+                "controlnet": {"sync_canvas": "tiny random-weight test model"},
+                "demo": {"sync_canvas": "demo model trained on procedural landscapes (scripts/train_demo_model.py)",
+                         "demo_unet_sha256": file_sha256(DEMO_UNET_FILE) if DEMO_UNET_FILE.is_file() else ""}}
     for kind, path in paths.items():
         if path.is_file():
             log(f"tiny models: keep {path}")
             continue
         start = time.perf_counter()
-        torch.manual_seed({"checkpoints": 0, "controlnet": 1}[kind])  # per file, so either can be rebuilt alone
+        torch.manual_seed({"checkpoints": 0, "controlnet": 1, "demo": 2}[kind])  # per file, so either can be rebuilt alone
         with torch.inference_mode():
             state = builders[kind]()
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")  # never leave a truncated file under the real name
-        save_file(state, str(partial), metadata={"sync_canvas": "tiny random-weight test model"})
+        save_file(state, str(partial), metadata=metadata[kind])
         os.replace(partial, path)
         log(f"tiny models: wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, "
             f"{time.perf_counter() - start:.1f} s)")
