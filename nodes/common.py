@@ -79,3 +79,44 @@ def latent_projector(projector, vae=None):
     if vae is not None and hasattr(vae, "spacial_compression_decode"):
         factor = int(vae.spacial_compression_decode())
     return projector.rescaled(factor)
+
+
+_FAMILY_NAMES = {"SD15": "SD1.5", "SD20": "SD2.x", "SD21UnclipL": "SD2.x", "SD21UnclipH": "SD2.x", "SDXL": "SDXL",
+                 "SDXLRefiner": "SDXL refiner", "SD3": "SD3", "Flux": "Flux", "FluxSchnell": "Flux schnell"}
+
+
+def model_family(model) -> str:
+    """A readable family name of a MODEL (ModelPatcher), from ComfyUI's detected model config."""
+    config = getattr(getattr(model, "model", None), "model_config", None)
+    name = type(config).__name__ if config is not None else type(getattr(model, "model", model)).__name__
+    return _FAMILY_NAMES.get(name, name)
+
+
+def model_patch_size(model) -> int:
+    """How many latent pixels one model token spans per side: 2 for Flux/SD3 DiTs, 1 for UNets."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    patch = getattr(diffusion_model, "patch_size", 1)
+    if isinstance(patch, (tuple, list)):
+        patch = patch[-1]
+    return int(patch or 1)
+
+
+def check_view_size(model, projector, vae=None) -> None:
+    """ValueError naming the family when the projector's views do not divide by its pixel-per-token factor.
+
+    A DiT turns each patch of p x p latent pixels into a token and pads a view that does not divide,
+    so its views would not line up with the canvas; UNets need only the VAE factor.
+    """
+    vae_factor = VAE_FACTOR_DEFAULT
+    if vae is not None and hasattr(vae, "spacial_compression_decode"):
+        vae_factor = int(vae.spacial_compression_decode())
+    factor = vae_factor * model_patch_size(model)
+    h, w = (int(s) for s in projector.view_hw)
+    if h % factor or w % factor:
+        def fix(size):
+            return size if size % factor == 0 else f"{size - size % factor} or {size - size % factor + factor}"
+        raise ValueError(
+            f"{model_family(model)} needs views whose width and height divide by {factor} pixels (VAE {vae_factor} "
+            f"x patch {factor // vae_factor}), but the projector's views are {w}x{h} (WxH): make the view "
+            f"(window) size {fix(w)} wide and {fix(h)} high"
+        )

@@ -2,7 +2,8 @@
 
 Glue only: the math is ``samplers/cross_view_attention.py``, the per-call logic (schedule, view layout,
 reference cache) ``samplers/cross_view_patch.py``. This module finds the UNet's self-attention layers
-and registers the patch on each with ``ModelPatcher.set_model_attn1_replace``.
+and registers the patch on each with ``ModelPatcher.set_model_attn1_replace``, or, for Flux and SD3
+DiTs, the block patch on every joint block with ``set_model_patch_replace(..., "dit", ...)``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import comfy.ldm.modules.attention as comfy_attention
 from comfy_api.latest import io
 
 from ..samplers.cross_view_attention import ring_neighbours, shared_elements, strongest_neighbours
-from ..samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewSettings
-from .common import CATEGORY, projector_input
+from ..samplers.cross_view_patch import CrossViewAttentionPatch, CrossViewBlockPatch, CrossViewSettings
+from .common import CATEGORY, check_view_size, model_family, projector_input
 from .guards import guard_nodes
 
 NEIGHBOURS = ("overlap", "ring", "none")
@@ -54,6 +55,17 @@ def attn1_keys(diffusion_model, blocks=BLOCKS) -> list[tuple[str, int, int]]:
     return found
 
 
+def dit_blocks(diffusion_model) -> list[tuple[str, int]]:
+    """``(block_name, index)`` of every joint-attention block of a DiT, as ComfyUI's "dit" block
+    replacement keys them: Flux ``double_blocks`` + ``single_blocks``, SD3 (MMDiT) ``joint_blocks``."""
+    if hasattr(diffusion_model, "double_blocks") and hasattr(diffusion_model, "single_blocks"):
+        return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]
+                + [("single_block", i) for i in range(len(diffusion_model.single_blocks))])
+    if hasattr(diffusion_model, "joint_blocks"):
+        return [("double_block", i) for i in range(len(diffusion_model.joint_blocks))]
+    return []
+
+
 def neighbour_table(projector, mode: str, max_neighbours: int = 0) -> torch.Tensor:
     if mode == "overlap":
         return strongest_neighbours(shared_elements(projector), max_neighbours)
@@ -72,14 +84,23 @@ def patch_model(model, projector, *, neighbours="overlap", max_neighbours=2, wei
     if not 0.0 <= reference_end <= 1.0:
         raise ValueError(f"reference_end must be in [0, 1], got {reference_end}")
     patched = model.clone()
-    keys = attn1_keys(patched.get_model_object("diffusion_model"), blocks)
-    if not keys:
-        logging.warning(
-            "SyncCanvas Cross-View Attention: %s has no SD-style UNet self-attention blocks (%s); "
-            "the model is returned unchanged (DiT/Flux/SD3 are not supported yet)",
-            type(patched.get_model_object("diffusion_model")).__name__, ", ".join(blocks) or "no blocks chosen",
+    diffusion_model = patched.get_model_object("diffusion_model")
+    keys = attn1_keys(diffusion_model, blocks)
+    dit = dit_blocks(diffusion_model)
+    if not keys and not dit:
+        if weight == 0:
+            return patched
+        if hasattr(diffusion_model, "input_blocks"):  # a UNet, but no block chosen
+            logging.warning("SyncCanvas Cross-View Attention: no UNet block chosen (%s); the model is returned "
+                            "unchanged", ", ".join(blocks) or "none")
+            return patched
+        raise ValueError(
+            f"SyncCanvas Cross-View Attention cannot patch a {model_family(patched)} model "
+            f"({type(diffusion_model).__name__}): it patches SD1.5/SD2/SDXL UNets and Flux/SD3 DiTs. "
+            f"Remove the node (or set its weight to 0) for this model"
         )
-        return patched
+    if dit:
+        check_view_size(patched, projector)
     sampling = patched.get_model_object("model_sampling")
     settings = CrossViewSettings(
         neighbour_table(projector, neighbours, max_neighbours),
@@ -91,6 +112,11 @@ def patch_model(model, projector, *, neighbours="overlap", max_neighbours=2, wei
         ref_sigma_start=float(sampling.percent_to_sigma(start)),
         ref_sigma_end=float(sampling.percent_to_sigma(min(reference_end, end))),
     )
+    if dit:  # one patch object per model: single blocks reuse the text length its double blocks saw
+        block_patch = CrossViewBlockPatch(settings)
+        for block_name, index in dit:
+            patched.set_model_patch_replace(block_patch, "dit", block_name, index)
+        return patched
     patch = CrossViewAttentionPatch(settings, attention=model_attention)
     for block_name, block_id, index in keys:
         patched.set_model_attn1_replace(patch, block_name, block_id, index)
@@ -106,13 +132,14 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "SyncMVD's modified self-attention: each view's self-attention also attends to its neighbour "
-                "views (and a reference view early on), so distant views agree. Needs an SD1.5/SD2/SDXL UNet; "
-                "for DiT models (Flux, SD3, ...) it does nothing and logs a warning. Costs about (k+1)x the "
+                "views (and a reference view early on), so distant views agree. SD1.5/SD2/SDXL UNets: every chosen "
+                "self-attention. Flux/SD3 DiTs: every joint block; image tokens also attend to the neighbours' "
+                "image tokens, text stays per view, no reference view. Costs about (k+1)x the "
                 "self-attention keys for k neighbours. Works with the SyncCanvas samplers, or with a plain "
                 "sampler over a batch of exactly all views in order."
             ),
             inputs=[
-                io.Model.Input("model", tooltip="An SD1.5/SD2/SDXL model; returned patched (a clone)."),
+                io.Model.Input("model", tooltip="An SD1.5/SD2/SDXL UNet or a Flux/SD3 DiT; returned patched (a clone)."),
                 projector_input("The canvas geometry; its views' overlap gives the neighbours."),
                 io.Combo.Input("neighbours", options=list(NEIGHBOURS), default="overlap",
                                tooltip="overlap: views sharing canvas pixels (projector); ring: SyncMVD's i-1, i+1 "
@@ -124,7 +151,7 @@ class SyncCanvasCrossViewAttention(io.ComfyNode):
                                tooltip="Blend into the model's own self-attention; 0 = off (unchanged model), "
                                        "1 = SyncMVD."),
                 io.Int.Input("reference_view", default=0, min=-1, max=4096,
-                             tooltip="View every view also attends to (SyncMVD: the front view); -1 = none."),
+                             tooltip="View every view also attends to (SyncMVD: the front view); -1 = none. UNets only."),
                 io.Float.Input("reference_weight", default=1.0, min=0.0, max=10.0, step=0.05,
                                tooltip="w in (attn_neighbours + w attn_ref) / (1 + w); SyncMVD uses 1."),
                 io.Float.Input("reference_end", default=0.2, min=0.0, max=1.0, step=0.01,

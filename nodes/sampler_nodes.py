@@ -11,7 +11,7 @@ import comfy.samplers
 from comfy_api.latest import io, ui
 from comfy_execution.graph_utils import ExecutionBlocker
 
-from .common import CATEGORY, canvas_to_image, decode_canvas, latent_projector, projector_input, tensor_to_image
+from .common import CATEGORY, canvas_to_image, check_view_size, decode_canvas, latent_projector, projector_input, tensor_to_image
 from .fuse_rules import FUSE_RULES, ksampler_mode_options, run_fuse_rule
 from .sync_sampling import (
     DEFAULT_MODE,
@@ -75,6 +75,7 @@ class SyncCanvasKSampler(io.ComfyNode):
             return cls.execute_fuse_rule(model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta,
                                          denoise, vae, latent, max_views_per_batch, rgb_every_step)
         mode_case(mode)
+        check_view_size(model, projector, vae)
         lat_projector = latent_projector(projector, vae)
         check_view_conditioning(positive, negative, projector.n_views)
         samples = canonical_latent(model, latent, lat_projector, projector)
@@ -106,6 +107,7 @@ class SyncCanvasKSampler(io.ComfyNode):
             raise ValueError(f"mode {rule!r} starts from noise: set denoise to 1 and disconnect the latent (got denoise={denoise})")
         if rgb_every_step:
             raise ValueError(f"mode {rule!r} fuses latents only; turn rgb_every_step off (it applies to case_2, case_5 and stochsync)")
+        check_view_size(model, projector, vae)
         lat_projector = latent_projector(projector, vae)
         options = dict(ksampler_mode_options(rule, eta), max_views_per_batch=max_views_per_batch or None)
         out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options)

@@ -216,3 +216,62 @@ def _neighbour_attention(q, k, v, heads, rows, n_chunks, attention):
         v_cat = v[idx].reshape(idx.shape[0], m * t, c)
         out[idx[:, 0]] = attention(q[idx[:, 0]], k_cat, v_cat, heads)
     return out
+
+
+def joint_cross_view_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    view_ids: torch.Tensor,
+    neighbours: torch.Tensor,
+    n_text: int,
+    *,
+    n_chunks: int = 1,
+    token_dim: int = 1,
+    attention: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Cross-view attention for DiT joint attention (Flux double/single-stream, SD3 joint blocks).
+
+    Each view's tokens are ``[text (n_text), image]``. A view's *image* queries attend to its own text
+    and image keys plus the image keys of its neighbours present in the batch; its *text* queries
+    attend to its own tokens only (text stays per view), as do views without a neighbour in the batch.
+
+    q, k, v:   ``[n_chunks * n, T, H*D]`` (token_dim 1, SD3) or ``[n_chunks * n, H, T, D]`` (token_dim 2,
+               Flux after RoPE); rows laid out as in :func:`cross_view_attention`.
+    attention: ``attention(q, k, v) -> [B, Tq, H*D]``, the model's own kernel bound to its heads/options.
+    Returns ``[n_chunks * n, T, H*D]``; with no neighbour present it is one ``attention(q, k, v)`` call,
+    bit for bit the model's own joint attention.
+    """
+    view_ids = torch.as_tensor(view_ids).reshape(-1)
+    n = view_ids.numel()
+    if n_chunks < 1 or q.shape[0] != n_chunks * n:
+        raise ValueError(f"batch of {q.shape[0]} rows does not split into n_chunks={n_chunks} chunks of {n} views")
+    total = q.shape[token_dim]
+    if not 0 <= n_text < total:
+        raise ValueError(f"n_text={n_text} must leave image tokens in a sequence of {total}")
+    rows = key_views(view_ids, neighbours)
+    if all(len(r) == 1 for r in rows):
+        return attention(q, k, v)
+    out = None
+    by_count: dict[int, list[list[int]]] = {}
+    for r in rows:
+        by_count.setdefault(len(r), []).append(r)
+    offsets = torch.arange(n_chunks, device=q.device)[:, None, None] * n
+    for m, group in by_count.items():
+        idx = (torch.tensor(group, device=q.device)[None] + offsets).reshape(-1, m)   # [n_chunks*G, m]
+        own = idx[:, 0]
+        if m == 1:
+            part = attention(q[own], k[own], v[own])
+        else:
+            k_cat = torch.cat([k[own]] + [k[idx[:, j]].narrow(token_dim, n_text, total - n_text) for j in range(1, m)], token_dim)
+            v_cat = torch.cat([v[own]] + [v[idx[:, j]].narrow(token_dim, n_text, total - n_text) for j in range(1, m)], token_dim)
+            image = attention(q[own].narrow(token_dim, n_text, total - n_text), k_cat, v_cat)
+            if n_text > 0:
+                text = attention(q[own].narrow(token_dim, 0, n_text), k[own], v[own])
+                part = torch.cat([text, image], 1)
+            else:
+                part = image
+        if out is None:
+            out = part.new_empty((q.shape[0],) + tuple(part.shape[1:]))
+        out[own] = part
+    return out

@@ -27,6 +27,7 @@ from .cross_view_attention import (
     Attention,
     check_neighbours,
     cross_view_attention,
+    joint_cross_view_attention,
     plain_attention,
     reference_kv,
 )
@@ -119,37 +120,7 @@ class CrossViewAttentionPatch:
 
     def _layout(self, batch, extra_options):
         """(view_ids [n], neighbours [N, N], chunk keys) of this call, or None to stay plain."""
-        chunks = list(extra_options.get("cond_or_uncond") or [0])
-        if batch % len(chunks) != 0:
-            return None
-        per_chunk = batch // len(chunks)
-        info = extra_options.get(VIEWS_KEY)
-        neighbours = self.settings.neighbours
-        if info is None:
-            if per_chunk != neighbours.shape[0]:
-                return None
-            view_ids = torch.arange(per_chunk)
-        else:
-            view_ids = torch.as_tensor(info["view_ids"]).reshape(-1).cpu()
-            if info.get("neighbours") is not None:
-                neighbours = check_neighbours(info["neighbours"])
-            n_views = info.get("n_views")
-            if n_views is not None and int(n_views) != neighbours.shape[0]:
-                raise ValueError(
-                    f"{VIEWS_KEY}['n_views']={n_views} but the neighbour table has {neighbours.shape[0]} views"
-                )
-            if view_ids.numel() != per_chunk:
-                raise ValueError(
-                    f"{VIEWS_KEY}['view_ids'] has {view_ids.numel()} views but each of the "
-                    f"{len(chunks)} cond/uncond chunks holds {per_chunk} rows"
-                )
-        # Chunk key: (cond or uncond, its occurrence) so the reference cache lines up across calls.
-        seen: dict[int, int] = {}
-        chunk_keys = []
-        for flag in chunks:
-            chunk_keys.append((int(flag), seen.get(int(flag), 0)))
-            seen[int(flag)] = seen.get(int(flag), 0) + 1
-        return view_ids, neighbours, chunk_keys
+        return view_layout(batch, extra_options, self.settings.neighbours)
 
     def _reference(self, k, v, view_ids, chunk_keys, sigma, extra_options):
         """Stores the reference view's k/v when present; returns cached ones (same sigma) when absent."""
@@ -166,6 +137,108 @@ class CrossViewAttentionPatch:
 
     def clear_cache(self) -> None:
         self._ref_cache.clear()
+
+
+def view_layout(batch: int, extra_options: dict, neighbours: torch.Tensor):
+    """(view_ids [n], neighbours [N, N], chunk keys) of a model call with ``batch`` rows, or None to stay plain.
+
+    Read from ``extra_options[VIEWS_KEY]`` (module docstring); without it a chunk of exactly N rows is
+    views 0..N-1. Chunk keys are (cond or uncond, its occurrence) so caches line up across calls.
+    """
+    chunks = list(extra_options.get("cond_or_uncond") or [0])
+    if batch % len(chunks) != 0:
+        return None
+    per_chunk = batch // len(chunks)
+    info = extra_options.get(VIEWS_KEY)
+    if info is None:
+        if per_chunk != neighbours.shape[0]:
+            return None
+        view_ids = torch.arange(per_chunk)
+    else:
+        view_ids = torch.as_tensor(info["view_ids"]).reshape(-1).cpu()
+        if info.get("neighbours") is not None:
+            neighbours = check_neighbours(info["neighbours"])
+        n_views = info.get("n_views")
+        if n_views is not None and int(n_views) != neighbours.shape[0]:
+            raise ValueError(
+                f"{VIEWS_KEY}['n_views']={n_views} but the neighbour table has {neighbours.shape[0]} views"
+            )
+        if view_ids.numel() != per_chunk:
+            raise ValueError(
+                f"{VIEWS_KEY}['view_ids'] has {view_ids.numel()} views but each of the "
+                f"{len(chunks)} cond/uncond chunks holds {per_chunk} rows"
+            )
+    seen: dict[int, int] = {}
+    chunk_keys = []
+    for flag in chunks:
+        chunk_keys.append((int(flag), seen.get(int(flag), 0)))
+        seen[int(flag)] = seen.get(int(flag), 0) + 1
+    return view_ids, neighbours, chunk_keys
+
+
+@dataclass
+class CrossViewBlockPatch:
+    """Callable ``(args, extra) -> out`` for ComfyUI's DiT block replacement (``set_model_patch_replace(patch,
+    "dit", "double_block" | "single_block", i)``): Flux double/single-stream blocks, SD3 joint blocks.
+
+    It runs the original block with an ``optimized_attention_override`` in its transformer_options that
+    turns the block's joint [text, image] attention into :func:`joint_cross_view_attention`: image tokens
+    also attend to the neighbour views' image tokens, text tokens stay per view. Other attention calls
+    (e.g. SD3.5's image-only second attention) and inactive calls (weight 0, outside the sigma range, a
+    batch that is not views) run the model's own kernel: the block is then bit for bit the unpatched one.
+    Double blocks see the text length (``args["txt"]``); Flux's single blocks, which get [text, image]
+    already joined, reuse the one the double blocks of the same forward pass saw.
+    The reference view of the UNet patch has no DiT counterpart here (settings.ref_* are ignored).
+    """
+
+    settings: CrossViewSettings
+    _n_text: int | None = field(default=None, repr=False)
+
+    def __call__(self, args, extra):
+        original = extra["original_block"]
+        options = args.get("transformer_options") or {}
+        s = self.settings
+        if args.get("txt") is not None:
+            self._n_text = n_text = int(args["txt"].shape[1])
+            n_image = int(args["img"].shape[1])
+        elif self._n_text is None:
+            raise ValueError("cross-view attention: a single-stream block ran before any double-stream block, "
+                             "so the number of text tokens is unknown")
+        else:
+            n_text = self._n_text
+            n_image = int(args["img"].shape[1]) - n_text
+        sigma = _current_sigma(options)
+        layout = view_layout(int(args["img"].shape[0]), options, s.neighbours)
+        if s.weight == 0 or layout is None or sigma is None or not s.sigma_end <= sigma <= s.sigma_start:
+            return original(args)
+        view_ids, neighbours, chunk_keys = layout
+        previous = options.get("optimized_attention_override")
+
+        def override(func, *a, **kw):
+            names = ("q", "k", "v", "heads")
+            values = list(a[:4]) + [kw[name] for name in names[len(a[:4]):]]
+            q, k, v, heads = values
+            rest = {key: val for key, val in kw.items() if key not in names}
+            extra_positional = a[4:]
+
+            def kernel(q_, k_, v_):
+                if previous is not None:
+                    return previous(func, q_, k_, v_, heads, *extra_positional, **rest)
+                return func(q_, k_, v_, heads, *extra_positional, **rest)
+
+            token_dim = 2 if rest.get("skip_reshape") else 1
+            if q.shape[token_dim] != n_text + n_image or rest.get("skip_output_reshape") or extra_positional:
+                return kernel(q, k, v)
+            if rest.get("mask") is not None:
+                raise ValueError("cross-view attention does not support attention masks in DiT blocks; "
+                                 "remove the node that sets the mask or set the cross-view weight to 0")
+            cross = joint_cross_view_attention(q, k, v, view_ids, neighbours, n_text, n_chunks=len(chunk_keys),
+                                               token_dim=token_dim, attention=kernel)
+            if s.weight == 1:
+                return cross
+            return (1.0 - s.weight) * kernel(q, k, v) + s.weight * cross
+
+        return original({**args, "transformer_options": {**options, "optimized_attention_override": override}})
 
 
 def _current_sigma(extra_options) -> float | None:

@@ -259,3 +259,61 @@ def test_strongest_neighbours_keeps_the_largest_overlaps():
     assert every.sum(1).tolist() == [2, 3, 3, 2] and not every.diagonal().any()
     with pytest.raises(ValueError, match="max_neighbours"):
         strongest_neighbours(shared, -1)
+
+
+# --- DiT joint attention ([text, image] tokens per view) ---------------------------------------------------
+
+def _joint_qkv(rows, heads=2, tokens=7, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(rows, heads, tokens, d, generator=g) for _ in range(3)]
+
+
+def _kernel(q, k, v):
+    """Flux's layout: [B, H, T, D] in, [B, T, H*D] out."""
+    out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def test_joint_attention_without_neighbours_is_one_plain_call_bit_for_bit():
+    from sync_canvas.samplers.cross_view_attention import joint_cross_view_attention
+
+    q, k, v = _joint_qkv(3)
+    out = joint_cross_view_attention(q, k, v, torch.arange(3), torch.zeros(3, 3, dtype=torch.bool), 3,
+                                     token_dim=2, attention=_kernel)
+    assert torch.equal(out, _kernel(q, k, v))
+
+
+def test_joint_attention_image_queries_see_neighbour_images_and_text_stays_per_view():
+    from sync_canvas.samplers.cross_view_attention import joint_cross_view_attention
+
+    n_text = 3
+    q, k, v = _joint_qkv(2)
+    table = torch.tensor([[False, True], [True, False]])
+    out = joint_cross_view_attention(q, k, v, torch.arange(2), table, n_text, token_dim=2, attention=_kernel)
+    plain = _kernel(q, k, v)
+    torch.testing.assert_close(out[:, :n_text], plain[:, :n_text])          # text: own view only
+    keys = torch.cat([k[0], k[1, :, n_text:]], 1)[None]                      # own [text, image] + neighbour image
+    values = torch.cat([v[0], v[1, :, n_text:]], 1)[None]
+    torch.testing.assert_close(out[:1, n_text:], _kernel(q[:1, :, n_text:], keys, values))
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, :n_text] += 1.0                                                 # neighbour's text keys never reach view 0
+    v2[1, :, :n_text] += 1.0
+    again = joint_cross_view_attention(q, k2, v2, torch.arange(2), table, n_text, token_dim=2, attention=_kernel)
+    assert torch.equal(again[0], out[0])
+
+
+def test_joint_attention_chunks_never_mix_and_the_token_layout_of_sd3_works():
+    from sync_canvas.samplers.cross_view_attention import joint_cross_view_attention
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(4, 7, 8, generator=g) for _ in range(3))          # SD3: [B, T, H*D], 2 chunks x 2 views
+    table = torch.tensor([[False, True], [True, False]])
+
+    def kernel(q_, k_, v_):
+        return plain_attention(q_, k_, v_, 2)
+
+    out = joint_cross_view_attention(q, k, v, torch.arange(2), table, 2, n_chunks=2, attention=kernel)
+    k2 = k.clone()
+    k2[2:] += 1.0
+    again = joint_cross_view_attention(q, k2, v, torch.arange(2), table, 2, n_chunks=2, attention=kernel)
+    assert torch.equal(again[:2], out[:2]) and not torch.equal(again[2:], out[2:])

@@ -4,7 +4,6 @@ Skipped without COMFYUI_PATH. The UNet is built file-less (notes/comfyui-integra
 config with model_channels 32, two levels, a transformer in every level, the middle and the output.
 """
 
-import logging
 import os
 import sys
 
@@ -214,8 +213,8 @@ def test_through_comfyui_sampling_chunks_equal_one_full_batch(comfy, unet, patch
     assert not torch.allclose(seen_plain["full"], unpatched["full"])
 
 
-def test_models_without_unet_blocks_are_returned_unchanged_with_a_warning(projector, patch_model, caplog):
-    class DiTLike(torch.nn.Module):                  # Flux/SD3-style: no input/middle/output blocks
+def test_models_it_cannot_patch_raise_naming_the_model(projector, patch_model):
+    class NotAUNet(torch.nn.Module):                 # neither UNet blocks nor Flux/SD3 joint blocks
         def __init__(self):
             super().__init__()
             self.double_blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4)])
@@ -227,12 +226,11 @@ def test_models_without_unet_blocks_are_returned_unchanged_with_a_warning(projec
             return FakePatcher()
 
         def get_model_object(self, name):
-            return DiTLike()
+            return NotAUNet()
 
-    with caplog.at_level(logging.WARNING):
-        out = patch_model(FakePatcher(), projector)
-    assert out.model_options == {"transformer_options": {}}
-    assert "DiT" in caplog.text and "DiTLike" in caplog.text
+    with pytest.raises(ValueError, match="cannot patch .*NotAUNet"):
+        patch_model(FakePatcher(), projector)
+    assert patch_model(FakePatcher(), projector, weight=0.0).model_options == {"transformer_options": {}}
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(start=0.6, end=0.4), "start"), (dict(reference_view=9), "ref_view 9"),
