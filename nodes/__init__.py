@@ -13,6 +13,7 @@ from typing_extensions import override
 from comfy_api.latest import ComfyExtension, io
 
 from .guards import guard_node
+from .names import decorate
 
 NODE_MODULES: tuple[str, ...] = (
     "projector_nodes",
@@ -35,7 +36,7 @@ def collect_nodes(modules: tuple[str, ...] = NODE_MODULES) -> list[type[io.Comfy
         module = importlib.import_module(f".{name}", __name__)
         for node in getattr(module, "NODES"):
             if node not in nodes:
-                nodes.append(guard_node(node))
+                nodes.append(guard_node(decorate(node)))
     return nodes
 
 

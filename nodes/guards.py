@@ -74,7 +74,8 @@ def check_inputs(schema, kwargs: dict) -> None:
         if value is None:
             continue
         if isinstance(spec, io.Combo.Input) and spec.options is not None and not isinstance(spec.options, InputFileChoices):
-            check_choice(node, spec.id, value, spec.options)
+            aliases = getattr(spec.options, "aliases", {})  # names.ChoicesWithAliases: ids saved by older versions
+            check_choice(node, spec.id, aliases.get(value, value) if isinstance(value, str) else value, spec.options)
         elif isinstance(spec, io.Float.Input):
             check_number(node, spec.id, value, spec.min, spec.max)
         elif isinstance(spec, io.Int.Input):

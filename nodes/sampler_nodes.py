@@ -13,6 +13,7 @@ from comfy_execution.graph_utils import ExecutionBlocker
 
 from .common import CATEGORY, canvas_to_image, check_view_size, decode_canvas, latent_projector, projector_input, tensor_to_image
 from .fuse_rules import FUSE_RULES, ksampler_mode_options, run_fuse_rule
+from .names import mode_choices, mode_error, mode_id, mode_label
 from .sync_sampling import (
     DEFAULT_MODE,
     FUSE_RULE_MODES,
@@ -51,7 +52,7 @@ class SyncCanvasKSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="Seed of the canvas noise (and of the per-step noise)."),
                 io.Int.Input("steps", default=30, min=1, max=10000, tooltip="Denoising steps (SyncTweedies panorama: 30; wide image: 50; StochSync: 25 outer steps)."),
                 io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("mode", options=list(MODES + FUSE_RULE_MODES), default=DEFAULT_MODE, tooltip=MODE_TOOLTIP + FUSE_RULE_TOOLTIP),
+                io.Combo.Input("mode", options=mode_choices(MODES + FUSE_RULE_MODES), default=mode_label(DEFAULT_MODE), tooltip=MODE_TOOLTIP + FUSE_RULE_TOOLTIP),
                 io.Combo.Input("scheduler", options=list(comfy.samplers.SCHEDULER_NAMES), default="ddim_uniform", tooltip="Sigma schedule (ignored by stochsync, which uses t 900 -> 270)."),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity: 0 deterministic, 1 = fresh noise each step (StochSync always uses 1)."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="Below 1 starts from the given latent (SDEdit)."),
@@ -69,8 +70,14 @@ class SyncCanvasKSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, mode) -> bool | str:
+        # Replaces ComfyUI's own check of this combo: the short ids saved by older versions stay valid.
+        return mode_error(mode, MODES + FUSE_RULE_MODES)
+
+    @classmethod
     def execute(cls, model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta, denoise,
                 max_views_per_batch=0, inner_steps=50, vae=None, latent=None, rgb_every_step=False) -> io.NodeOutput:
+        mode = mode_id(mode, MODES + FUSE_RULE_MODES)
         if mode in FUSE_RULE_MODES:
             return cls.execute_fuse_rule(model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta,
                                          denoise, vae, latent, max_views_per_batch, rgb_every_step)
@@ -137,7 +144,7 @@ class SyncCanvasSamplerSelect(io.ComfyNode):
             ),
             inputs=[
                 projector_input(),
-                io.Combo.Input("mode", options=list(MODES), default=DEFAULT_MODE, tooltip=MODE_TOOLTIP),
+                io.Combo.Input("mode", options=mode_choices(MODES), default=mode_label(DEFAULT_MODE), tooltip=MODE_TOOLTIP),
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity (0 deterministic, 1 fresh noise each step)."),
                 io.Int.Input("max_views_per_batch", default=0, min=0, max=1024, tooltip="Views per model call (0 = all at once)."),
                 io.Int.Input("inner_steps", default=50, min=1, max=1000, optional=True, tooltip="stochsync only: inner DDIM steps per x0 estimate at the first outer step (StochSync Appendix B: 50)."),
@@ -147,7 +154,12 @@ class SyncCanvasSamplerSelect(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, mode) -> bool | str:
+        return mode_error(mode, MODES)
+
+    @classmethod
     def execute(cls, projector, mode, eta, max_views_per_batch=0, inner_steps=50, vae=None) -> io.NodeOutput:
+        mode = mode_id(mode, MODES)
         mode_case(mode)
         options = dict(projector=latent_projector(projector, vae), mode=mode, eta=eta,
                        max_views_per_batch=max_views_per_batch, inner_steps=inner_steps, vae=vae,

@@ -72,9 +72,23 @@ def _loaders(prompt: str, negative: str = NEGATIVE) -> list[Node]:
     ]
 
 
+def _names():
+    """nodes/names.py by its path (it imports nothing from ComfyUI; the nodes package does)."""
+    if "sync_canvas_names" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("sync_canvas_names", PACK_ROOT / "nodes" / "names.py")
+        sys.modules["sync_canvas_names"] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules["sync_canvas_names"]
+
+
+def mode_label(mode: str) -> str:
+    """The readable label the sampler's mode combo shows for a mode id (``case_2``, ``stochsync``...)."""
+    return _names().mode_label(mode)
+
+
 def _sampler(node_id: int, positive, negative, projector, steps: int, cfg: float, mode: str, vae=True, **extra) -> Node:
     inputs = {"model": link(1), "positive": positive, "negative": negative, "projector": projector, "seed": 0,
-              "steps": steps, "cfg": cfg, "mode": mode, "scheduler": "ddim_uniform", "eta": 0.0, "denoise": 1.0,
+              "steps": steps, "cfg": cfg, "mode": mode_label(mode), "scheduler": "ddim_uniform", "eta": 0.0, "denoise": 1.0,
               "max_views_per_batch": 0, "inner_steps": 25, "rgb_every_step": False}
     if vae:
         inputs["vae"] = link(1, 2)
