@@ -36,9 +36,9 @@ class ChoicesWithAliases(list):
     short ids older versions saved). The generic option check (``guards.check_inputs``) maps an alias to
     its option before checking."""
 
-    def __init__(self, options, aliases: dict):
+    def __init__(self, options=(), aliases: dict | None = None):  # dataclasses.asdict rebuilds it from options alone
         super().__init__(options)
-        self.aliases = dict(aliases)
+        self.aliases = dict(aliases or {})
 
 
 def mode_choices(modes: tuple[str, ...]) -> ChoicesWithAliases:

@@ -172,7 +172,7 @@ def test_bad_inputs_raise_clear_errors(tiny, model):
     cpos, cneg = comfy_nodes.ControlNetApplyAdvanced().apply_controlnet(pos, neg, tiny.tiny_controlnet(), hints, 1.0, 0.0, 1.0)
     with pytest.raises(ValueError, match="3 images but the projector has 2 views"):
         run_sampler(model, cpos, cneg, projector)
-    with pytest.raises(ValueError, match="mode='case_9' is not one of its options: 'case_0', 'case_1'"):
+    with pytest.raises(ValueError, match=r"mode='case_9' is not one of its options: 'No sync: views alone, fused once at the end \(case 0\)', 'SyncTweedies: noise eps in views \(case 1\)'"):
         run_sampler(model, pos, neg, projector, mode="case_9")
     with pytest.raises(ValueError, match="needs a latent"):
         run_sampler(model, pos, neg, projector, denoise=0.5)
