@@ -25,6 +25,7 @@ NODE_MODULES: tuple[str, ...] = (
     "mesh",
     "splat",
     "fuse_rules",
+    "cubemap",
 )
 
 

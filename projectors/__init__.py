@@ -3,6 +3,7 @@
 from .base import Projector, SparseViewMap, greedy_disjoint_groups
 from .grid import grid_taps, index_taps
 from .anagram import AnagramProjector, PatchPermute, PixelPermute, jigsaw
+from .cubemap import CubeMapProjector
 from .identity import IdentityProjector
 from .mesh_texture import MeshTextureProjector
 from .multiplane import MultiplaneProjector
@@ -12,6 +13,7 @@ from .splat import SplatProjector
 
 __all__ = [
     "AnagramProjector",
+    "CubeMapProjector",
     "EquirectProjector",
     "IdentityProjector",
     "MeshTextureProjector",

@@ -454,6 +454,24 @@ def conjugate_gradient(normal_operator, rhs, start, inv_diag, mask, tolerance: f
     return z, SolveReport(done, relative, relative <= tolerance)
 
 
+def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> torch.Tensor:
+    """Voronoi fill over points: every uncovered element takes the value of the covered element whose
+    point is nearest (scipy cKDTree). ``z`` ``[C, *S]``, ``covered`` bool ``[*S]``, ``points`` ``[prod(S), D]``
+    (splat centres in 3-D, cube-map texel directions). ``z`` unchanged when all or nothing is covered."""
+    from scipy.spatial import cKDTree
+
+    covered = covered.reshape(-1).cpu()
+    if bool(covered.all()) or not bool(covered.any()):
+        return z
+    points = torch.as_tensor(points).cpu().numpy()
+    seen = torch.nonzero(covered).squeeze(1)
+    unseen = torch.nonzero(~covered).squeeze(1)
+    _, nearest = cKDTree(points[seen.numpy()]).query(points[unseen.numpy()])
+    flat = z.reshape(z.shape[0], -1).clone()
+    flat[:, unseen.to(z.device)] = flat[:, seen[torch.as_tensor(nearest)].to(z.device)]
+    return flat.reshape(z.shape)
+
+
 def divide_size(value: int, factor: int, name: str) -> int:
     """``value / factor`` for ``rescaled``; ValueError naming ``name`` when it does not divide exactly."""
     if factor < 1 or int(factor) != factor:

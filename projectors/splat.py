@@ -17,7 +17,15 @@ import torch
 
 from ..assets.cameras import fit_distance
 from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
-from .base import DEFAULT_CG_TOLERANCE, Projector, SparseViewMap, ViewSelection, conjugate_gradient, greedy_disjoint_groups
+from .base import (
+    DEFAULT_CG_TOLERANCE,
+    Projector,
+    SparseViewMap,
+    ViewSelection,
+    conjugate_gradient,
+    fill_from_nearest_points,
+    greedy_disjoint_groups,
+)
 from .splat_render import CompositingWeights, composite, compositing_weights, render
 
 
@@ -172,19 +180,9 @@ class SplatProjector(Projector):
         return z.to(w.dtype)
 
     def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
-        """Unseen gaussians take the colour of the nearest seen gaussian in 3-D (scipy cKDTree)."""
-        from scipy.spatial import cKDTree
-
-        covered = (self.coverage() if covered is None else covered).reshape(-1).cpu()
-        if bool(covered.all()) or not bool(covered.any()):
-            return z
-        means = self.geometry[0].numpy()
-        seen = torch.nonzero(covered).squeeze(1)
-        unseen = torch.nonzero(~covered).squeeze(1)
-        _, nearest = cKDTree(means[seen.numpy()]).query(means[unseen.numpy()])
-        out = z.clone()
-        out[:, unseen.to(z.device)] = z[:, seen[torch.as_tensor(nearest)].to(z.device)]
-        return out
+        """Unseen gaussians take the colour of the nearest seen gaussian in 3-D."""
+        covered = self.coverage() if covered is None else covered
+        return fill_from_nearest_points(z, covered, self.geometry[0])
 
     def overlap_matrix(self) -> torch.Tensor:
         """Bool ``[N, N]``: views sharing more than ``overlap_tolerance`` of their visible gaussians."""

@@ -18,6 +18,8 @@ FACTORIES = {
     ),
     "multiplane": lambda: P.MultiplaneProjector(P.AnagramProjector(6, 6, ["identity", "rotate_cw", "negate"]), 3),
     "pano360": lambda: P.EquirectProjector(16),
+    "cubemap": lambda: P.CubeMapProjector(8, 16),
+    "cubemap_partial": lambda: P.CubeMapProjector(8, 8, [0.0, 50.0, 100.0], [0.0, 30.0, -20.0], fov=80),
     "pano360_stochsync_poles": lambda: P.EquirectProjector(16, rig="stochsync", pole_views=True, pitches=10),
     "pano360_bilinear": lambda: P.EquirectProjector(16, [0, 120, 240], pitches=[0, 30, -30], interpolation="bilinear"),
     "anagram_rect": lambda: P.AnagramProjector(
@@ -115,6 +117,9 @@ def test_fill_keeps_covered_and_copies_nearest_covered(projector):
         width = projector.canonical_shape[-1]
         diff[..., -1] = torch.minimum(diff[..., -1], width - diff[..., -1])
     d = diff.pow(2).sum(-1).sqrt()
+    if hasattr(projector, "texel_directions"):  # a sphere of texels (cube map): nearest in direction
+        dirs = projector.texel_directions()
+        d = torch.cdist(dirs[~cov_flat], dirs[cov_flat])
     nearest_mask = d <= d.min(1, keepdim=True).values + 1e-9
     zc = z.reshape(2, -1)[:, cov_flat]
     got = filled.reshape(2, -1)[:, ~cov_flat]
