@@ -2,18 +2,31 @@
 # Sets up everything the pack needs on a fresh machine, idempotently:
 #   .venv/                 a virtual environment with torch, ComfyUI's requirements and the pack's
 #   $COMFYUI_PATH          a ComfyUI checkout (default: .comfyui/ next to this file's repo, cloned once)
-# Prints `export COMFYUI_PATH=...` as its last line. Safe to run again; it skips what is done.
+# Prints `export COMFYUI_PATH=... SYNC_VENV=...` as its last line. Safe to run again; it skips what is done.
+#
+# COMFYUI_VERSION picks one of the ComfyUI versions the pack is tested with, each in its own checkout and
+# virtual environment (their requirements differ):
+#   0.3.64 (default)  .comfyui/         .venv/
+#   0.33.0            .comfyui-0.33.0/  .venv-0.33.0/
+# COMFYUI_PATH, SYNC_VENV, COMFYUI_COMMIT and COMFYUI_GIT_URL override the defaults.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-venv="${SYNC_VENV:-$repo/.venv}"
-comfy_commit="${COMFYUI_COMMIT:-a125cd84b054a57729b5eecab930ca9408719832}"   # ComfyUI 0.3.64, the version tested
-comfy_url="${COMFYUI_GIT_URL:-https://github.com/Comfy-Org/ComfyUI}"
+version="${COMFYUI_VERSION:-0.3.64}"
+case "$version" in
+  0.3.64) default_commit=a125cd84b054a57729b5eecab930ca9408719832; default_url=https://github.com/Comfy-Org/ComfyUI; suffix="" ;;
+  # upstream v0.33.0 as published by the public mirror yzkee/ComfyUI (master = v0.33.0)
+  0.33.0) default_commit=783545f689a0af730065994b46b382ae24844c99; default_url=https://github.com/yzkee/ComfyUI; suffix="-0.33.0" ;;
+  *) echo "setup: COMFYUI_VERSION=$version is not one the pack is tested with (0.3.64, 0.33.0)" >&2; exit 2 ;;
+esac
+venv="${SYNC_VENV:-$repo/.venv$suffix}"
+comfy_commit="${COMFYUI_COMMIT:-$default_commit}"
+comfy_url="${COMFYUI_GIT_URL:-$default_url}"
 
 # A pack installed in ComfyUI/custom_nodes/<pack> uses that ComfyUI.
-if [[ -z "${COMFYUI_PATH:-}" && -f "$repo/../../main.py" && -d "$repo/../../comfy" ]]; then
+if [[ -z "${COMFYUI_PATH:-}" && -z "${COMFYUI_VERSION:-}" && -f "$repo/../../main.py" && -d "$repo/../../comfy" ]]; then
   COMFYUI_PATH=$(cd "$repo/../.." && pwd)
 fi
-COMFYUI_PATH="${COMFYUI_PATH:-$repo/.comfyui}"
+COMFYUI_PATH="${COMFYUI_PATH:-$repo/.comfyui$suffix}"
 
 if [[ ! -f "$COMFYUI_PATH/main.py" ]]; then
   echo "setup: cloning ComfyUI ($comfy_commit) into $COMFYUI_PATH" >&2
@@ -63,4 +76,4 @@ if [[ ! -f "$stamp" ]]; then
   rm -f "$log"
   touch "$stamp"
 fi
-echo "export COMFYUI_PATH=$COMFYUI_PATH"
+echo "export COMFYUI_PATH=$COMFYUI_PATH SYNC_VENV=$venv"
