@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import traceback
 
 import torch
 
 from comfy_api.latest import io
 
 from .files import InputFileChoices
+from .memory_check import release_after_failure
 
 MAX_LISTED_OPTIONS = 30  # file lists can be long: name the count beyond this
 
@@ -99,7 +101,14 @@ def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
     def guarded(cls, *args, **kwargs):
         # the schema is rebuilt per run so file lists (inputs uploaded since start-up) are current
         check_inputs(cls.define_schema(), signature.bind_partial(cls, *args, **kwargs).arguments)
-        return inner(cls, *args, **kwargs)
+        try:
+            return inner(cls, *args, **kwargs)
+        except BaseException as err:
+            # a failed run must not keep its tensors: drop the locals of the frames that raised
+            # (the message and line numbers stay), then collect and return the allocator cache
+            traceback.clear_frames(err.__traceback__.tb_next if err.__traceback__ else None)
+            release_after_failure()
+            raise
 
     guarded._sync_canvas_guarded = True
     node.execute = classmethod(guarded)

@@ -19,11 +19,13 @@ from ..assets.file_refs import describe
 from ..assets.mesh_data import MeshData, normalise_to_unit_box, validate_arrays
 from ..assets.mesh_io import MESH_EXTENSIONS, export_glb, export_obj, load_mesh
 from ..assets.mesh_uv import unwrap_uvs
+from ..projectors import memory
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_capability, tensor_to_image
 from .files import input_files, input_root, resolve_input_file, save_target
 from .guards import guard_nodes
+from .memory_check import require_memory
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
@@ -153,6 +155,8 @@ class SyncCanvasMeshProjector(io.ComfyNode):
     @classmethod
     def execute(cls, sync_mesh, cameras, view_size, texture_size, latent_texture_ratio, cos_exponent, sampling, backend) -> io.NodeOutput:
         latent_size = max(8, int(round(latent_texture_ratio * texture_size)))
+        estimate = memory.mesh_texture(len(cameras), view_size, texture_size, latent_size)
+        require_memory("SyncCanvas Mesh Texture", estimate)
         return io.NodeOutput(
             MeshTextureProjector(sync_mesh, cameras, view_size, texture_size, latent_size, cos_exponent, sampling, backend)
         )

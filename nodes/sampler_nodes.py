@@ -28,6 +28,7 @@ from .sync_sampling import (
     sync_sigmas,
 )
 from .guards import guard_nodes
+from .memory_check import require_memory, run_estimate
 
 NO_VAE_MESSAGE = "connect a VAE to the SyncCanvas KSampler to get its IMAGE outputs"
 assert set(FUSE_RULE_MODES) == set(FUSE_RULES), "every fuse rule is a KSampler mode"
@@ -89,6 +90,7 @@ class SyncCanvasKSampler(io.ComfyNode):
         if denoise < 1.0 and latent is None:
             raise ValueError(f"denoise={denoise} needs a latent to start from; connect one or set denoise to 1")
         sigmas = sync_sigmas(model, mode, scheduler, steps, denoise)
+        require_memory("SyncCanvas KSampler", run_estimate(lat_projector, samples, vae), comfy.model_management.get_torch_device())
         sink: dict = {}
         options = dict(projector=lat_projector, mode=mode, eta=eta, max_views_per_batch=max_views_per_batch,
                        inner_steps=inner_steps, vae=vae, pixel_projector=projector, rgb_every_step=rgb_every_step,

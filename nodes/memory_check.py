@@ -1,0 +1,58 @@
+"""Refuse, before allocating, what cannot fit: the node boundary of ``projectors/memory.py``'s estimates.
+
+Memory available is ComfyUI's own figure (``comfy.model_management.get_free_memory``: free RAM on the CPU,
+free VRAM plus PyTorch's reusable cache on a GPU). ``SYNC_CANVAS_MEMORY_LIMIT_GB`` caps it (for shared
+servers, and for tests that must refuse deterministically on any machine).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import torch
+
+import comfy.model_management
+
+from ..projectors.memory import MemoryEstimate, fits, format_bytes, sampling_run
+
+LIMIT_ENV = "SYNC_CANVAS_MEMORY_LIMIT_GB"
+
+
+class NotEnoughMemory(MemoryError):
+    """Raised before allocating: the message names the estimate, the memory available and the setting to change."""
+
+
+def available_bytes(device: torch.device | str | None = None) -> tuple[int, str]:
+    """``(bytes free, "RAM" or "VRAM")`` on ``device`` (default: the CPU), capped by ``SYNC_CANVAS_MEMORY_LIMIT_GB``."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    free = int(comfy.model_management.get_free_memory(device))
+    limit = os.environ.get(LIMIT_ENV)
+    if limit:
+        free = min(free, int(float(limit) * (1 << 30)))
+    return free, ("RAM" if device.type == "cpu" else "VRAM")
+
+
+def require_memory(node: str, estimate: MemoryEstimate, device: torch.device | str | None = None) -> None:
+    """Raise :class:`NotEnoughMemory` unless ``estimate`` fits in what ``device`` has free."""
+    free, kind = available_bytes(device)
+    if not fits(estimate, free):
+        raise NotEnoughMemory(
+            f"{node}: needs about {format_bytes(estimate.bytes)} ({estimate.detail}) but only {format_bytes(free)} "
+            f"of {kind} is available; {estimate.setting}"
+        )
+
+
+def release_after_failure() -> None:
+    """Give back what a failed run allocated: collect the frames' tensors and return the allocator cache."""
+    gc.collect()
+    comfy.model_management.soft_empty_cache()
+
+
+def run_estimate(lat_projector, samples: torch.Tensor, vae=None) -> MemoryEstimate:
+    """The sampling run's estimate for a latent projector and the canvas latent ``samples [1, C, *S]``."""
+    factor = int(vae.spacial_compression_decode()) if vae is not None and hasattr(vae, "spacial_compression_decode") else 8
+    return sampling_run(
+        lat_projector.n_views, int(samples.shape[1]), tuple(lat_projector.view_hw), int(samples[0, 0].numel()),
+        factor, decode=vae is not None,
+    )

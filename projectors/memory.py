@@ -1,0 +1,124 @@
+"""What a projector build or a sampling run will allocate, computed from its settings before allocating.
+
+Pure arithmetic (no tensors, no ComfyUI), so a node can refuse a 16384x16384 panorama with stride 8
+(about 4 million windows) in microseconds instead of growing the server by gigabytes first. The numbers
+are peak estimates: the bytes per view pixel count the taps a projector keeps (``SparseViewMap``: int64
+index + float32 weight per tap, float32 pixel weight) plus the temporaries of building them, calibrated
+against peak RSS of small builds (``benchmarks/bench_memory_estimates.py``). They err high rather than low.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+GIB = 1 << 30
+
+# peak bytes per view pixel while building taps (kept taps + temporaries), per projector family
+WIDE_BYTES_PER_PIXEL = 48  # index list + stack + where + weights (index_taps)
+EQUIRECT_BYTES_PER_PIXEL = {"nearest": 96, "bilinear": 288}  # directions (float64), positions, taps
+MESH_BYTES_PER_PIXEL = 160  # raster buffers (face id, barycentrics, uv, normals, depth) + taps
+SPLAT_BYTES_PER_PIXEL_PER_LAYER = 24  # per-pixel front-to-back splat list: index + weight (+ alpha)
+FILL_BYTES_PER_TEXEL = 56  # Voronoi fill: EDT distances (float64) + two int64 index planes + mask
+STATE_COPIES = 8  # sampler buffers per view element: x, x0, eps, noise, fused, previous, ... (float32)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """``bytes`` needed, ``detail`` saying where the number comes from, ``setting`` naming what to lower."""
+
+    bytes: int
+    detail: str
+    setting: str
+
+    def __add__(self, other: "MemoryEstimate") -> "MemoryEstimate":
+        return MemoryEstimate(self.bytes + other.bytes, f"{self.detail} + {other.detail}", self.setting)
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def count_starts(length: int, window: int, stride: int, wrap: bool) -> int:
+    """How many windows ``panorama.window_starts`` makes along one axis, without listing them."""
+    if window < 1 or window > length or stride < 1:
+        return 0
+    if wrap:
+        return -(-length // stride)
+    n = (length - window) // stride + 1
+    return n + (1 if (n - 1) * stride != length - window else 0)
+
+
+def wide_panorama(height: int, width: int, window: int, stride: int, wrap: bool) -> MemoryEstimate:
+    """Pixel projector plus its latent twin (1/64 of it) for a wide panorama."""
+    rows = 1 if window == height else count_starts(height, window, stride, False)
+    windows = rows * count_starts(width, window, stride, wrap)
+    pixels = windows * window * window
+    total = pixels * WIDE_BYTES_PER_PIXEL * (1 + 1 / 64)
+    return MemoryEstimate(
+        int(total),
+        f"{windows} windows of {window}x{window} pixels x {WIDE_BYTES_PER_PIXEL} B per pixel",
+        "raise stride (fewer windows) or lower width/height",
+    )
+
+
+def equirect(view_size: int, n_views: int, canvas_hw: tuple[int, int], interpolation: str) -> MemoryEstimate:
+    pixels = n_views * view_size * view_size
+    per_pixel = EQUIRECT_BYTES_PER_PIXEL.get(interpolation, max(EQUIRECT_BYTES_PER_PIXEL.values()))
+    texels = canvas_hw[0] * canvas_hw[1]
+    total = (pixels * per_pixel + texels * FILL_BYTES_PER_TEXEL) * (1 + 1 / 64)
+    return MemoryEstimate(
+        int(total),
+        f"{n_views} views of {view_size}x{view_size} x {per_pixel} B per pixel + a {canvas_hw[1]}x{canvas_hw[0]} canvas "
+        f"x {FILL_BYTES_PER_TEXEL} B per texel",
+        "lower view_size or width",
+    )
+
+
+def mesh_texture(n_views: int, view_size: int, texture_size: int, latent_texture_size: int) -> MemoryEstimate:
+    pixels = n_views * view_size * view_size
+    texels = texture_size * texture_size + latent_texture_size * latent_texture_size
+    # the pull unprojection keeps, per texel and view, a tap (index + weight)
+    total = pixels * MESH_BYTES_PER_PIXEL + texels * (FILL_BYTES_PER_TEXEL + 12 * n_views)
+    return MemoryEstimate(
+        int(total),
+        f"{n_views} views of {view_size}x{view_size} x {MESH_BYTES_PER_PIXEL} B per pixel + textures "
+        f"{texture_size}^2 and {latent_texture_size}^2 x ({FILL_BYTES_PER_TEXEL} + 12 x {n_views} views) B per texel",
+        "lower view_size, texture_size or latent_texture_ratio",
+    )
+
+
+def splat(n_views: int, view_size: int, layers: int) -> MemoryEstimate:
+    pixels = n_views * view_size * view_size
+    total = pixels * layers * SPLAT_BYTES_PER_PIXEL_PER_LAYER * (1 + 1 / 64)
+    return MemoryEstimate(
+        int(total),
+        f"{n_views} views of {view_size}x{view_size} x {layers} splats per pixel x {SPLAT_BYTES_PER_PIXEL_PER_LAYER} B",
+        "lower view_size or the number of views",
+    )
+
+
+def sampling_run(
+    n_views: int, channels: int, view_hw: tuple[int, int], canonical_elements: int,
+    vae_factor: int = 8, decode: bool = False, views_per_batch: int | None = None,
+) -> MemoryEstimate:
+    """A synchronized run at latent resolution: per-view state and canonical state (float32, ``STATE_COPIES``
+    buffers each) plus, with ``decode``, the RGB views and canvas (and a fill) at ``vae_factor`` times the size."""
+    view_elems = n_views * channels * view_hw[0] * view_hw[1]
+    state = (view_elems + canonical_elements * channels) * 4 * STATE_COPIES
+    detail = f"{n_views} views x {channels}x{view_hw[0]}x{view_hw[1]} latents x {STATE_COPIES} float32 buffers"
+    if decode:
+        f2 = vae_factor * vae_factor
+        rgb = (n_views * 3 * view_hw[0] * view_hw[1] * f2 + canonical_elements * f2 * 3) * 4 * 3
+        rgb += canonical_elements * f2 * FILL_BYTES_PER_TEXEL
+        state += rgb
+        detail += " + RGB views and canvas at full resolution"
+    return MemoryEstimate(int(state), detail, "lower the canvas size or use fewer views")
+
+
+def fits(estimate: MemoryEstimate, available: int, headroom: float = 0.8) -> bool:
+    """True when ``estimate`` fits in ``headroom`` of ``available`` bytes (leave room for the model, the OS)."""
+    return estimate.bytes <= headroom * max(0, available) and math.isfinite(estimate.bytes)

@@ -1,0 +1,54 @@
+"""Nodes refuse, before allocating, what the estimate says cannot fit; the message names the estimate, the
+memory available and the setting to change. Needs ComfyUI (the check lives at the node boundary)."""
+
+import os
+import resource
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.comfyui,
+    pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped"),
+]
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+
+def test_4m_window_panorama_is_refused_before_allocating(tiny):
+    from sync_canvas.nodes.memory_check import NotEnoughMemory
+    from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
+
+    before = _rss_kib()
+    with pytest.raises(NotEnoughMemory, match=r"SyncCanvas Wide Panorama: needs about .* TiB \(3940225 windows .*\) but only .* of RAM is available; raise stride"):
+        SyncCanvasWidePanorama.execute(width=16384, height=16384, window=512, stride=8, wrap=False)
+    assert _rss_kib() - before < 100 * 1024  # < 100 MB growth
+
+
+def test_large_360_canvas_and_mesh_projector_are_refused(tiny, monkeypatch):
+    from sync_canvas.assets import cameras, procedural
+    from sync_canvas.nodes.memory_check import LIMIT_ENV, NotEnoughMemory
+    from sync_canvas.nodes.mesh import SyncCanvasMeshProjector
+    from sync_canvas.nodes.projector_nodes import SyncCanvas360Panorama
+
+    with pytest.raises(NotEnoughMemory, match=r"360 Panorama: .* lower view_size or width"):
+        SyncCanvas360Panorama.execute("synctweedies", 16384, 72.0, 0.0, True, 16384, "bilinear")
+    monkeypatch.setenv(LIMIT_ENV, "0.25")  # a 256 MiB server
+    rig = cameras.paper_rig(fov=60.0, distance=2.0)
+    with pytest.raises(NotEnoughMemory, match=r"Mesh Texture: needs about .* but only 256.0 MiB of RAM .* lower view_size, texture_size"):
+        SyncCanvasMeshProjector.execute(procedural.torus(8, 4), rig, 1024, 4096, 1.5, 3.0, "nearest", "torch")
+
+
+def test_sampler_refuses_a_run_that_cannot_fit(tiny, monkeypatch):
+    from sync_canvas.nodes.memory_check import LIMIT_ENV, NotEnoughMemory
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+    from sync_canvas.projectors import WidePanoramaProjector
+
+    model = tiny.tiny_model()
+    monkeypatch.setenv(LIMIT_ENV, "0.00001")  # 10 KiB
+    pos, neg = tiny.conditioning(0), tiny.conditioning(1)
+    with pytest.raises(NotEnoughMemory, match=r"SyncCanvas KSampler: needs about .* views x 4x8x8 latents"):
+        SyncCanvasKSampler.execute(model, pos, neg, WidePanoramaProjector(64, 128, 64, 64), 0, 2, 2.0, "case_2", "normal", 0.0, 1.0)
