@@ -6,7 +6,8 @@ ComfyUI runs as a child process and is reached over its HTTP API only (notes/com
     GET  /history/<prompt_id>                  -> {prompt_id: {"outputs", "status": {"status_str", "messages"}}}
     POST /interrupt                            -> stops the running prompt
 Everything the server writes (outputs, temp, input, user settings, its database) goes to a temporary
-folder, never into the ComfyUI checkout, and its custom_nodes path holds nothing but a link to this pack.
+folder, never into the ComfyUI checkout, and its custom_nodes path holds nothing but a link to this pack
+(plus the `extra_packs` folders a caller names, e.g. the integration tests' tiny family stand-ins).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class ComfyServer:
     """
 
     def __init__(self, comfyui_path, models_dir=None, work_dir=None, python=None, port=None,
-                 extra_args=(), startup_timeout=180.0, pack_root=PACK_ROOT, cpu=True):
+                 extra_args=(), startup_timeout=180.0, pack_root=PACK_ROOT, cpu=True, extra_packs=()):
         self.comfyui_path = pathlib.Path(comfyui_path).resolve()
         if not (self.comfyui_path / "main.py").is_file():
             raise ValueError(f"COMFYUI_PATH={str(self.comfyui_path)!r} has no main.py: not a ComfyUI checkout")
@@ -97,6 +98,7 @@ class ComfyServer:
         self.cpu = cpu  # tests always run on the CPU; the runner uses a GPU when torch sees one
         self.startup_timeout = startup_timeout
         self.pack_root = pathlib.Path(pack_root).resolve()
+        self.extra_packs = [pathlib.Path(p).resolve() for p in extra_packs]  # more custom-node folders (tests)
         self.output_dir = self.work_dir / "output"
         self.log_path = self.work_dir / "server.log"
         self.client_id = uuid.uuid4().hex
@@ -112,6 +114,9 @@ class ComfyServer:
         link = custom_nodes / PACK_LINK_NAME
         if not link.exists():
             link.symlink_to(self.pack_root, target_is_directory=True)
+        for extra in self.extra_packs:
+            if not (custom_nodes / extra.name).exists():
+                (custom_nodes / extra.name).symlink_to(extra, target_is_directory=True)
         yaml_path = self.work_dir / "extra_model_paths.yaml"
         write_extra_model_paths(yaml_path, custom_nodes, self.models_dir)
         cmd = [self.python, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),

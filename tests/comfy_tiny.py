@@ -73,12 +73,12 @@ def tiny_controlnet():
     return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"), manual_cast_dtype=None)
 
 
-def tiny_vae():
-    """``comfy.sd.VAE`` around a random TAESD (8x down/up, 4 channels)."""
+def tiny_vae(latent_channels: int = 4):
+    """``comfy.sd.VAE`` around a random TAESD (8x down/up, 4 channels; 16 for SD3/Flux)."""
     import comfy.sd
     import comfy.taesd.taesd
 
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=4)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
     _fill(taesd, std=0.05, seed=2)
     state = {k: v for k, v in taesd.state_dict().items()}
     state["vae_scale"] = torch.tensor(1.0)
@@ -170,3 +170,36 @@ def family_conditioning(family: str, seed: int, batch: int = 1):
     if family == "flux":
         extra["guidance"] = 3.5
     return [[torch.randn(batch, tokens, width, generator=generator), extra]]
+
+
+def family_controlnet(family: str):
+    """A ``comfy.controlnet.ControlNet`` matching ``family_model(family)`` (UNet families only)."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    if family not in _UNET_FAMILY:
+        raise ValueError(f"no tiny ControlNet for {family!r}; UNet families: {sorted(_UNET_FAMILY)}")
+    config = {k: v for k, v in _UNET_FAMILY[family].items() if k not in ("out_channels", "transformer_depth_output")}
+    if family != "sd15":
+        config.update(num_heads=-1, num_head_channels=16)
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, operations=comfy.ops.disable_weight_init, device="cpu",
+                                     dtype=torch.float32, **config)
+    vp_init(net, seed=1)
+    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"), manual_cast_dtype=None)
+
+
+class FamilyTextEncoder:
+    """Stands in for a family's CLIP/T5 in CLIPTextEncode: a prompt becomes random conditioning of the
+    family's shapes, seeded by the prompt (the same text gives the same tensors)."""
+
+    def __init__(self, family: str):
+        self.family = family
+
+    def tokenize(self, text: str, **kwargs):
+        return text
+
+    def encode_from_tokens_scheduled(self, tokens, **kwargs):
+        import zlib
+
+        return family_conditioning(self.family, zlib.crc32(str(tokens).encode()) % (2**31))

@@ -90,8 +90,8 @@ def _sampler(node_id: int, positive, negative, projector, steps: int, cfg: float
     inputs = {"model": link(1), "positive": positive, "negative": negative, "projector": projector, "seed": 0,
               "steps": steps, "cfg": cfg, "mode": mode_label(mode), "scheduler": "ddim_uniform", "eta": 0.0, "denoise": 1.0,
               "max_views_per_batch": 0, "inner_steps": 25, "rgb_every_step": False}
-    if vae:
-        inputs["vae"] = link(1, 2)
+    if vae:  # True: the checkpoint's VAE (node 1, slot 2); or a link to a separate VAE loader
+        inputs["vae"] = link(1, 2) if vae is True else vae
     inputs.update(extra)
     return Node(node_id, "SyncCanvasKSampler", inputs)
 
@@ -381,9 +381,10 @@ def room_depth_png(width: int = 512) -> bytes:
     return buffer.getvalue()
 
 
-FAMILY_MODULES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows")
+FAMILY_MODULES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows", "family_workflows")
 """Modules beside this file with more graphs: each has ``WORKFLOWS``, ``INPUT_FILES`` ({file name in
-inputs/: function returning its bytes}) and optionally ``TITLES`` / ``THUMBNAILS`` (as this module's);
+inputs/: function returning its bytes}) and optionally ``TITLES`` / ``THUMBNAILS`` (as this module's) and
+``FAMILY_OF`` ({id: model family}, default sd15; the catalog records it);
 they import this module as ``build_workflows``."""
 TITLE_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -(),.")
 
@@ -394,6 +395,7 @@ class Catalog:
     inputs: dict = field(default_factory=dict)  # path in inputs/ -> bytes function
     titles: dict = field(default_factory=dict)  # id -> template title
     thumbnails: dict = field(default_factory=dict)  # id -> README figure stem
+    families: dict = field(default_factory=dict)  # id -> model family it is made for (default sd15)
 
 
 def title_of(name: str, titles: dict) -> str:
@@ -416,6 +418,7 @@ def catalog() -> Catalog:
         out.inputs.update({HERE / "inputs" / file: make for file, make in family.INPUT_FILES.items()})
         out.titles.update(getattr(family, "TITLES", {}))
         out.thumbnails.update(getattr(family, "THUMBNAILS", {}))
+        out.families.update(getattr(family, "FAMILY_OF", {}))
     return out
 
 
@@ -435,7 +438,8 @@ def build_files(definitions: dict) -> dict[pathlib.Path, bytes]:
         ui_path, api_path = TEMPLATES / f"{title}.json", API_DIR / f"{name}.json"
         files[ui_path] = (json.dumps(to_ui(graph, definitions), indent=2) + "\n").encode()
         files[api_path] = (json.dumps(to_api(graph, definitions), indent=2) + "\n").encode()
-        entries.append({"id": name, "title": title, "ui": ui_path.relative_to(PACK_ROOT).as_posix(),
+        entries.append({"id": name, "title": title, "family": found.families.get(name, "sd15"),
+                        "ui": ui_path.relative_to(PACK_ROOT).as_posix(),
                         "api": api_path.relative_to(PACK_ROOT).as_posix(),
                         "thumbnail": ui_path.with_suffix(".jpg").relative_to(PACK_ROOT).as_posix()})
     titles = [e["title"] for e in entries]

@@ -76,7 +76,8 @@ def comfy(tiny_models_dir, tmp_path_factory):
     """The session's ComfyUI server (comfy_server.ComfyServer), this pack loaded, tiny models on its paths."""
     from comfy_server import ComfyServer
 
-    server = ComfyServer(COMFYUI_PATH, models_dir=tiny_models_dir, work_dir=tmp_path_factory.mktemp("comfyui"))
+    server = ComfyServer(COMFYUI_PATH, models_dir=tiny_models_dir, work_dir=tmp_path_factory.mktemp("comfyui"),
+                         extra_packs=[HERE / "family_stand_ins"])  # tiny SDXL/Flux/... loaders for family workflows
     _SESSION["server_started"] = time.perf_counter()
     server.start()
     _SESSION["startup"] = server.startup_seconds

@@ -38,6 +38,33 @@ def api_workflows() -> list[tuple[str, pathlib.Path]]:
     return out
 
 
+# Loader node -> the test-only stand-in (tests/integration/family_stand_ins) with the same outputs, slot for slot.
+STAND_INS = {"CheckpointLoaderSimple": "TinyFamilyCheckpoint", "UNETLoader": "TinyFamilyDiffusionModel",
+             "DualCLIPLoader": "TinyFamilyTextEncoders", "CLIPLoader": "TinyFamilyTextEncoders",
+             "VAELoader": "TinyFamilyVAE", "ControlNetLoader": "TinyFamilyControlNet"}
+
+
+def workflow_family(name: str) -> str:
+    """The model family a shipped workflow is made for (catalog "family"; sd15 when not recorded)."""
+    for entry in shipped_workflows(REPO):
+        if entry["id"] == name:
+            return entry.get("family", "sd15")
+    raise KeyError(name)
+
+
+def with_stand_ins(graph: dict, family: str) -> tuple[dict, list[str]]:
+    """A copy of an API graph whose loader nodes load tiny in-memory models of ``family`` instead of files."""
+    out, changes = {}, []
+    for node_id, node in graph.items():
+        stand_in = STAND_INS.get(node["class_type"])
+        if stand_in is None:
+            out[node_id] = node
+            continue
+        out[node_id] = {"class_type": stand_in, "inputs": {"family": family}}
+        changes.append(f"node {node_id} ({node['class_type']}) -> {stand_in}(family={family})")
+    return out, changes
+
+
 def node_types(path: pathlib.Path) -> set[str]:
     data = json.loads(path.read_text())
     if is_api_graph(data):
