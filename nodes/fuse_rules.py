@@ -188,7 +188,21 @@ def rgb_loss(base_model, loss: PerceptualLoss, upscale: int = 8) -> PerceptualLo
         rgb = torch.nn.functional.interpolate(to_rgb(x), scale_factor=upscale, mode="bilinear", align_corners=False)
         return ((rgb + 1) / 2).clamp(0, 1)
 
-    return PerceptualLoss(f"{loss.name} on preview RGB", lambda v, a: loss(unit(v), unit(a)))
+    return PerceptualLoss(f"{loss.name} on preview RGB", _PreviewRGBLoss(loss, unit))
+
+
+class _PreviewRGBLoss:
+    """``loss(unit(views), unit(anchor))``; a class, not a lambda, so that the sampler can take its own copy
+    of the wrapped network on the data's device (``PerceptualLoss.to``) without moving the node output."""
+
+    def __init__(self, loss: PerceptualLoss, unit) -> None:
+        self.loss, self.unit = loss, unit
+
+    def __call__(self, views: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.unit(views), self.unit(anchor))
+
+    def to(self, device) -> "_PreviewRGBLoss":
+        return _PreviewRGBLoss(self.loss.to(device), self.unit)
 
 
 # --------------------------------------------------------------------------------------------------

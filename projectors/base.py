@@ -20,7 +20,9 @@ canonical value.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from copy import copy as shallow_copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -71,6 +73,10 @@ class Projector:
     n_to_one: bool = False
     kind: str = "projector"  # a name for messages only: nodes ask capabilities (CONTRACT.md), never the kind
     canvas_is_image: bool = True  # canvas_images() of a latent canvas are latents a VAE can decode
+    host_attributes: tuple[str, ...] = ()
+    """Tensors ``to()`` leaves on the CPU on purpose: ``"a"`` (an attribute it does not move) or ``"a.b"``
+    (a field that ``a``'s own ``to`` keeps on the CPU); ``tests/test_device_contract.py`` checks that
+    every other tensor moves."""
 
     def __init__(
         self,
@@ -111,17 +117,28 @@ class Projector:
     def canonical_size(self) -> int:
         return math.prod(self.canonical_shape)
 
-    def to(self, device: torch.device | str) -> "Projector":
-        """Move the precomputed taps (in place) to ``device``; returns self."""
+    def to(self, device: torch.device | str, copy: bool = False) -> "Projector":
+        """A copy of this projector with every tensor it uses on ``device``; ``self`` when already there,
+        unless ``copy`` (what a sampling run asks for: an object of its own, whatever the device).
+
+        Never moves in place: a projector is a node output that lives in ComfyUI's cache, and a run
+        that moved it to the GPU would pin that memory after the run and hand GPU tensors to the next
+        CPU-side node. The copy shares no container with the original (caches are rebuilt; tensors
+        already on ``device`` are shared, never written), so a run cannot change the cached projector
+        and its copy is freed with the run. Attributes named in ``host_attributes`` stay where they are
+        (CPU-side inputs of scipy, caches of CPU twins); tensors shared between attributes stay shared.
+        """
         device = torch.device(device)
-        if self.taps.index.device != device:
-            same = self.nearest_taps is self.taps
-            self.taps = self.taps.to(device)
-            self.nearest_taps = self.taps if same else self.nearest_taps.to(device)
-            if self.view_sign is not None:
-                self.view_sign = self.view_sign.to(device)
-            self._compact_cache = {}
-        return self
+        if self.device == device and not copy:
+            return self
+        moved = shallow_copy(self)
+        memo: dict[int, object] = {}
+        for name, value in vars(self).items():
+            if name not in self.host_attributes:
+                setattr(moved, name, moved_to(value, device, memo))
+            elif isinstance(value, dict):  # a host-side cache: the copy fills its own
+                setattr(moved, name, type(value)(value))
+        return moved
 
     def _select(self, taps: SparseViewMap, views: ViewSelection, ids: torch.Tensor) -> SparseViewMap:
         """The taps of the selected views (no copy when all views are selected)."""
@@ -468,8 +485,31 @@ def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> 
     unseen = torch.nonzero(~covered).squeeze(1)
     _, nearest = cKDTree(points[seen.numpy()]).query(points[unseen.numpy()])
     flat = z.reshape(z.shape[0], -1).clone()
-    flat[:, unseen.to(z.device)] = flat[:, seen[torch.as_tensor(nearest)].to(z.device)]
+    flat[:, unseen.to(z.device)] = flat[:, seen[torch.as_tensor(nearest, device="cpu")].to(z.device)]
     return flat.reshape(z.shape)
+
+
+def moved_to(value, device: torch.device, memo: dict[int, object] | None = None):
+    """``value`` with its tensors on ``device``: tensors, projectors and dataclasses with a ``to`` are
+    moved, dicts, lists and tuples are rebuilt around moved values (new containers, so a copy never
+    writes into its original's caches), anything else is returned as is. ``memo`` keeps objects shared
+    between attributes shared (a projector's nearest taps are often its taps)."""
+    memo = {} if memo is None else memo
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, (torch.Tensor, Projector)):
+        out = value.to(device)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type) and callable(getattr(value, "to", None)):
+        out = value.to(device)
+    elif isinstance(value, dict):
+        out = type(value)((k, moved_to(v, device, memo)) for k, v in value.items())
+    elif type(value) in (list, tuple):
+        out = type(value)(moved_to(v, device, memo) for v in value)
+    else:
+        return value
+    memo[key] = out
+    return out
 
 
 def divide_size(value: int, factor: int, name: str) -> int:

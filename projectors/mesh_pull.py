@@ -52,11 +52,11 @@ class PullTaps:
         parts, shift = [], []
         for pos, i in enumerate(ids):
             a, b = int(self.starts[i]), int(self.starts[i + 1])
-            parts.append(torch.arange(a, b))
-            shift.append(torch.full((b - a,), (pos - i) * pixels_per_view, dtype=torch.long))
+            parts.append(torch.arange(a, b, device="cpu"))
+            shift.append(torch.full((b - a,), (pos - i) * pixels_per_view, dtype=torch.long, device="cpu"))
         idx = torch.cat(parts).to(self.texel.device)
         pixel = self.pixel[idx] + torch.cat(shift).to(self.texel.device)[:, None]
-        sizes = torch.tensor([0] + [len(p) for p in parts])
+        sizes = torch.tensor([0] + [len(p) for p in parts], device="cpu")
         return PullTaps(self.texel[idx], pixel, self.weight[idx], self.trust[idx], torch.cumsum(sizes, 0))
 
 

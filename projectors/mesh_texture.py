@@ -48,6 +48,9 @@ class MeshTextureProjector(Projector):
     """
 
     kind = "mesh texture"
+    # the Voronoi-fill index maps are computed by scipy on the CPU and moved per call; the pull taps'
+    # view offsets are read one by one on the host
+    host_attributes = ("_fill_cache", "pull.starts")
 
     def __init__(
         self,
@@ -104,12 +107,6 @@ class MeshTextureProjector(Projector):
 
     # ----------------------------------------------------------------------------------------------
     # unprojection: the scatter of the base class, plus the texel pull
-    def to(self, device) -> "MeshTextureProjector":
-        super().to(device)
-        if self.pull is not None:
-            self.pull = self.pull.to(device)
-        return self
-
     def _pull(self, views) -> PullTaps:
         return self.pull.select(self._view_ids(views).cpu(), self.view_hw[0] * self.view_hw[1])
 
@@ -170,7 +167,7 @@ class MeshTextureProjector(Projector):
             from scipy.ndimage import distance_transform_edt
 
             _, nearest = distance_transform_edt(~mask, return_indices=True)
-            flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), mask.shape)).reshape(-1)
+            flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), mask.shape), device="cpu").reshape(-1)
             self._fill_cache[key] = flat
             if len(self._fill_cache) > 8:
                 self._fill_cache.popitem(last=False)
@@ -199,7 +196,7 @@ class MeshTextureProjector(Projector):
     def normal_maps(self) -> torch.Tensor:
         """``[N, 3, h, w]`` in [0, 1]: camera-space normals (x right, y up, z towards the camera) as
         ``0.5 n + 0.5``, the normal-ControlNet colour convention; background 0."""
-        rot = torch.as_tensor(np.stack([c.rotation for c in self.rig]), dtype=torch.float32)  # cam -> world
+        rot = torch.as_tensor(np.stack([c.rotation for c in self.rig]), dtype=torch.float32, device=self.raster.normal.device)  # cam -> world
         n_cam = torch.einsum("nhwk,nkj->nhwj", self.raster.normal, rot)  # world -> camera: R^T n
         img = torch.where(self.raster.mask.unsqueeze(-1), 0.5 * n_cam + 0.5, torch.zeros_like(n_cam))
         return img.permute(0, 3, 1, 2).contiguous()

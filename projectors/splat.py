@@ -56,6 +56,10 @@ class SplatProjector(Projector):
     def preview_latent(self, z: torch.Tensor) -> None:
         return None  # a strip of per-splat latents is no picture
 
+    # geometry and cameras feed scipy's cKDTree and the CPU turntable; the rescaled twins are built on the
+    # CPU and moved when asked for
+    host_attributes = ("geometry", "cameras", "_rescaled_cache")
+
     def __init__(
         self,
         means: torch.Tensor,
@@ -86,13 +90,6 @@ class SplatProjector(Projector):
         return cls(scene.means, scene.quats, scene.log_scales, scene.opacities, cameras, **kwargs)
 
     # ----------------------------------------------------------------------------------------------
-    def to(self, device) -> "SplatProjector":
-        device = torch.device(device)
-        if self.weights.device != device:
-            self.weights = self.weights.to(device)
-        super().to(device)
-        return self
-
     def project(self, z: torch.Tensor, views: ViewSelection = None, nearest: bool = False) -> torch.Tensor:
         """Render colours ``[C, G]`` -> ``[n, C, H, W]`` (background 0)."""
         if nearest:
@@ -192,7 +189,7 @@ class SplatProjector(Projector):
         shared = seen @ seen.T
         count = seen.sum(1)
         smaller = torch.minimum(count[:, None], count[None, :]).clamp_min(1)
-        return (shared / smaller > self.overlap_tolerance) | torch.eye(self.n_views, dtype=torch.bool)
+        return (shared / smaller > self.overlap_tolerance) | torch.eye(self.n_views, dtype=torch.bool, device=shared.device)
 
     def view_groups(self) -> list[list[int]]:
         if self._groups is None:

@@ -5,10 +5,12 @@ Shapes: canonical ``[C, *projector.canonical_shape]`` (no batch axis), views ``[
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..projectors.base import Projector
 
@@ -41,6 +43,18 @@ class SyncResult:
     canonical_rgb: torch.Tensor | None  # [3, *S_rgb] when rgb_fuse is given (final RGB synchronization)
     views_rgb: torch.Tensor | None  # [N, 3, H, W] the RGB views projected from canonical_rgb
     model_evals: int  # view-denoiser evaluations (one per view per call)
+
+
+def module_on(module, device: torch.device | str):
+    """``module`` when its tensors are already on ``device``; else a moved copy (``nn.Module.to`` moves in
+    place, and the module may be a node output in ComfyUI's cache). Non-modules with ``to`` delegate."""
+    device = torch.device(device)
+    if not isinstance(module, nn.Module):
+        return module.to(device)
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device == device for t in tensors):
+        return module
+    return copy.deepcopy(module).to(device)
 
 
 class SamplingCancelled(RuntimeError):
@@ -103,15 +117,14 @@ class Engine:
         check_cancel: Callable[[], None] | None,
     ) -> None:
         self.denoiser = denoiser
-        self.projector = projector.to(noise.device)
+        self.projector = projector.to(noise.device, copy=True)  # the run's own: never touches the node output
         self.ms = model_sampling
         self.dtype, self.device = noise.dtype, noise.device
         self.channels = noise.shape[0]
         self.generator = generator if generator is not None else torch.Generator(noise.device).manual_seed(0)
         self.chunk = max_views_per_batch or projector.n_views
-        self.rgb = rgb_fuse
-        if rgb_fuse is not None:
-            rgb_fuse.projector.to(noise.device)
+        # the run's own copies on the data's device: the caller's projectors are node outputs, never moved
+        self.rgb = None if rgb_fuse is None else replace(rgb_fuse, projector=rgb_fuse.projector.to(noise.device, copy=True))
         self.check_cancel = check_cancel
         self.model_evals = 0
         self.previous: dict[str, torch.Tensor] = {}

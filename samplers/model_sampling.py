@@ -233,8 +233,9 @@ def scaling_coefficients(model_sampling: ModelSamplingLike, sigma: torch.Tensor)
     Works for every ComfyUI prediction type whose noise scaling is affine (EPS, V, CONST, ...), so the
     samplers never branch on the model family.
     """
-    sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    one, zero = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    # host-side numbers: the adapter may live on the GPU, ComfyUI's moves its argument to its own device
+    sigma = torch.as_tensor(sigma).detach().to("cpu", torch.float64)
+    one, zero = torch.ones(1, dtype=torch.float64, device="cpu"), torch.zeros(1, dtype=torch.float64, device="cpu")
     a = float(model_sampling.noise_scaling(sigma, zero.clone(), one.clone()).reshape(-1)[0])
     b = float(model_sampling.noise_scaling(sigma, one.clone(), zero.clone()).reshape(-1)[0])
     return a, b

@@ -130,7 +130,7 @@ def stochsync_plan(projector: Projector, sigmas: torch.Tensor, model_sampling, i
     return [
         OuterStep(
             tuple(int(v) for v in groups[i % len(groups)]),
-            tuple(inner_sigmas(model_sampling, torch.tensor(s), counts[i]).tolist()),
+            tuple(inner_sigmas(model_sampling, torch.tensor(s, device="cpu"), counts[i]).tolist()),
             i >= n - refine_steps,
         )
         for i, s in enumerate(positive)
@@ -142,12 +142,13 @@ def planned_model_evals(plan: list[OuterStep]) -> int:
     return sum(len(step.views) * step.inner_steps for step in plan)
 
 
-def border_distance(view_hw: tuple[int, int], axes: str = "both") -> torch.Tensor:
+def border_distance(view_hw: tuple[int, int], axes: str = "both", device: torch.device | str = "cpu") -> torch.Tensor:
     """``[h, w]`` in [0, 1]: distance of each view pixel to the nearest view border along ``axes`` ("x",
     "y" or "both"), 0 on the border row/column and 1 at the centre."""
     h, w = view_hw
-    dy = torch.minimum(torch.arange(h), torch.arange(h).flip(0)).float() / max((h - 1) / 2, 1e-9)
-    dx = torch.minimum(torch.arange(w), torch.arange(w).flip(0)).float() / max((w - 1) / 2, 1e-9)
+    ry, rx = torch.arange(h, device=device), torch.arange(w, device=device)
+    dy = torch.minimum(ry, ry.flip(0)).float() / max((h - 1) / 2, 1e-9)
+    dx = torch.minimum(rx, rx.flip(0)).float() / max((w - 1) / 2, 1e-9)
     if axes == "x":
         return dx.clamp(max=1).expand(h, w)
     if axes == "y":
@@ -229,7 +230,7 @@ def sample_stochsync(
     projector = engine.projector
     ms = model_sampling
     plan = stochsync_plan(projector, sigmas, ms, inner_steps, inner_steps_last, refine_steps)
-    distance = border_distance(projector.view_hw, boundary_axes).to(noise.device)
+    distance = border_distance(projector.view_hw, boundary_axes, noise.device)
 
     canonical = torch.zeros_like(noise) if latent_image is None else latent_image.to(noise)
     engine.previous["x0"] = canonical

@@ -126,7 +126,7 @@ def sample_syncdiffusion(
         raise ValueError(f"anchor_view {anchor_view} out of range for {projector.n_views} views")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
-    loss = loss if loss is not None else weight_free_loss()
+    loss = (loss if loss is not None else weight_free_loss()).to(noise.device)  # the run's copy
     engine = Engine(denoiser, projector, model_sampling, noise, generator, max_views_per_batch, None, check_cancel)
     projector = engine.projector
     sigmas = sigmas.to(device=noise.device, dtype=noise.dtype)

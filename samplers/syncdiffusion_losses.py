@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine import module_on
+
 # torchvision vgg16.features indices of LPIPS' five taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
 _VGG_TAPS = (3, 8, 15, 22, 29)
 _VGG_CHANNELS = (64, 128, 256, 512, 512)
@@ -40,6 +42,12 @@ class PerceptualLoss:
 
     def __call__(self, views: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         return self.fn(views, anchor)
+
+    def to(self, device: torch.device | str) -> "PerceptualLoss":
+        """This loss with its weights on ``device``: a moved copy of a network ``fn`` (the caller's loss is
+        a node output, never moved in place), ``fn.to(device)`` for wrappers that have one, else self."""
+        return PerceptualLoss(self.name, module_on(self.fn, device)) if hasattr(self.fn, "to") else self
+
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:

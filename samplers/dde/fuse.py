@@ -7,6 +7,7 @@ it *is* case 5, and the result says so (``fuse_rule``).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,7 +15,7 @@ import torch
 
 from ...projectors.base import Projector
 from ..ddim import ddim_noise_share
-from ..engine import Denoiser, Engine, SyncResult, check_inputs, check_sigmas
+from ..engine import Denoiser, Engine, SyncResult, check_inputs, check_sigmas, module_on
 from ..synchronized import CASES, sync_step
 from .coordinator import Coordinator
 
@@ -123,7 +124,8 @@ def sample_dde(
     if coordinator is None:
         engine, rule = Engine(*args), AVERAGING
     else:
-        coordinator = coordinator.to(noise.device).eval()
+        run = module_on(coordinator, noise.device)  # the run's copy; the node output stays as it is
+        coordinator = (copy.deepcopy(run) if run is coordinator else run).eval() if run.training else run
         engine, rule = _CoordinatedEngine(coordinator, *args), f"DDE coordinator ({sum(p.numel() for p in coordinator.parameters())} parameters)"
     sigmas = sigmas.to(device=noise.device, dtype=noise.dtype)
     latent = torch.zeros_like(noise) if latent_image is None else latent_image.to(noise)
