@@ -69,7 +69,7 @@ class ViewChunk:
 def _csr(crow, col, values, shape) -> torch.Tensor:
     with warnings.catch_warnings():  # "CSR support is in beta": the products used here are long stable
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, tuple(shape), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, tuple(shape), device=values.device, check_invariants=False)
 
 
 @dataclass

@@ -85,7 +85,7 @@ class _DiscreteSchedule:
             return 999999999.9
         if percent >= 1.0:
             return 0.0
-        return self.sigma(torch.tensor((1.0 - percent) * 999.0)).item()
+        return self.sigma(torch.tensor((1.0 - percent) * 999.0, device="cpu")).item()
 
 
 class DiscreteEpsSampling(_DiscreteSchedule):
@@ -154,7 +154,7 @@ class FlowSampling:
             return 1.0
         if percent >= 1.0:
             return 0.0
-        return float(self.sigma(torch.tensor((1.0 - percent) * self.multiplier)))
+        return float(self.sigma(torch.tensor((1.0 - percent) * self.multiplier, device="cpu")))
 
     def noise_scaling(self, sigma, noise, latent_image, max_denoise=False) -> torch.Tensor:
         sigma = _reshape_sigma(torch.as_tensor(sigma, dtype=noise.dtype, device=noise.device), noise.ndim)
@@ -254,7 +254,7 @@ def alpha_bar(model_sampling: ModelSamplingLike, sigma) -> float:
 
 def sigma_at_timestep(model_sampling: ModelSamplingLike, t: float) -> float:
     """sigma of a (possibly fractional) model timestep t in [0, 1000)."""
-    return float(model_sampling.sigma(torch.tensor(float(t))))
+    return float(model_sampling.sigma(torch.tensor(float(t), device="cpu")))
 
 
 def timesteps_to_sigmas(model_sampling: ModelSamplingLike, timesteps, append_zero: bool = True) -> torch.Tensor:
