@@ -480,7 +480,7 @@ def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> 
     covered = covered.reshape(-1).cpu()
     if bool(covered.all()) or not bool(covered.any()):
         return z
-    points = torch.as_tensor(points).cpu().numpy()
+    points = torch.as_tensor(points, device="cpu").numpy()
     seen = torch.nonzero(covered).squeeze(1)
     unseen = torch.nonzero(~covered).squeeze(1)
     _, nearest = cKDTree(points[seen.numpy()]).query(points[unseen.numpy()])

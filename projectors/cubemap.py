@@ -48,11 +48,11 @@ def direction_to_face(d: torch.Tensor, face_size: int) -> tuple[torch.Tensor, to
     return face, (t + 1) / 2 * face_size, (s + 1) / 2 * face_size
 
 
-def face_directions(face_size: int) -> torch.Tensor:
+def face_directions(face_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Unit directions of every texel centre ``[6, F, F, 3]`` float64 (inverse of ``direction_to_face``)."""
-    c = (torch.arange(face_size, dtype=torch.float64) + 0.5) / face_size * 2 - 1
+    c = (torch.arange(face_size, dtype=torch.float64, device=device) + 0.5) / face_size * 2 - 1
     t, s = torch.meshgrid(c, c, indexing="ij")
-    out = torch.zeros(6, face_size, face_size, 3, dtype=torch.float64)
+    out = torch.zeros(6, face_size, face_size, 3, dtype=torch.float64, device=device)
     for k, ((sa, ss), (ta, ts)) in enumerate(_FACE_ST):
         major = k // 2
         out[k, ..., major] = 1.0 if k % 2 == 0 else -1.0

@@ -34,6 +34,7 @@ from sync_canvas.assets.splat_cameras import fit_orbit
 from sync_canvas.assets.splat_procedural import procedural_splat_scene
 from sync_canvas.projectors import (
     AnagramProjector,
+    CubeMapProjector,
     EquirectProjector,
     IdentityProjector,
     MultiplaneProjector,
@@ -105,6 +106,7 @@ BUILDERS = {
     "wide_wrap": lambda: WidePanoramaProjector(8, 24, window=8, stride=4, wrap=True),
     "equirect_nearest": lambda: EquirectProjector(8, canvas_hw=(16, 32), rig="stochsync"),
     "equirect_bilinear": lambda: EquirectProjector(8, canvas_hw=(16, 32), interpolation="bilinear", pole_views=True),
+    "cubemap": lambda: CubeMapProjector(8, 8),
     "anagram": lambda: AnagramProjector(8, 8, ("identity", "rotate_cw", "negate", "inner_rotate:30", "jigsaw:2:0")),
     "multiplane": lambda: MultiplaneProjector(AnagramProjector(8, 8, ("identity", "flip_h")), planes=3),
     "mesh_pull": lambda: _mesh("pull"),
@@ -196,7 +198,7 @@ def _generator() -> torch.Generator:
 
 
 @pytest.mark.parametrize("case", range(7))
-@pytest.mark.parametrize("name", ["wide", "multiplane", "equirect_bilinear", "mesh_pull", "splat"])
+@pytest.mark.parametrize("name", ["wide", "multiplane", "equirect_bilinear", "cubemap", "mesh_pull", "splat"])
 def test_synchronized_cases_stay_on_the_data_device(case, name):
     p = built(name)
     noise = _noise(p)
