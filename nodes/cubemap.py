@@ -26,7 +26,7 @@ class SyncCanvasCubeMap(io.ComfyNode):
                 f"Face order (OpenGL/DirectX cube maps): {FACE_ORDER}."
             ),
             inputs=[
-                io.Int.Input("face_size", default=512, min=64, max=8192, step=8, tooltip="Pixels per face edge (a multiple of 8)."),
+                io.Int.Input("size", display_name="face size", default=512, min=64, max=8192, step=8, tooltip="Pixels per face edge (a multiple of 8); at most 2 x the views' focal length in pixels, else a view's nearest samples skip texels."),
                 io.Int.Input("view_size", default=512, min=64, max=4096, step=8, tooltip="View size in pixels: the model's native resolution."),
                 io.Float.Input("fov", default=72.0, min=30.0, max=120.0, step=1.0, tooltip="Horizontal field of view of each view in degrees (the 360 papers: 72)."),
                 io.Float.Input("tilt", default=60.0, min=30.0, max=90.0, step=1.0, tooltip="Pitch of the 4 upward and 4 downward views in degrees (60 sees the poles at fov 72)."),
@@ -35,9 +35,9 @@ class SyncCanvasCubeMap(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, face_size, view_size, fov, tilt) -> io.NodeOutput:
+    def execute(cls, size, view_size, fov, tilt) -> io.NodeOutput:
         pitches = (0.0,) * 8 + (float(tilt),) * 4 + (-float(tilt),) * 4
-        return io.NodeOutput(CubeMapProjector(face_size, view_size, SKYBOX_YAWS, pitches, fov))
+        return io.NodeOutput(CubeMapProjector(size, view_size, SKYBOX_YAWS, pitches, fov))
 
 
 class SyncCanvasCubeMapExport(io.ComfyNode):
@@ -53,7 +53,7 @@ class SyncCanvasCubeMapExport(io.ComfyNode):
             ),
             inputs=[
                 projector_input("The cube-map projector the faces belong to."),
-                io.Image.Input("faces", tooltip="The six faces, e.g. the SyncCanvas KSampler's canonical IMAGE."),
+                io.Image.Input("canvas", tooltip="The six faces, e.g. the SyncCanvas KSampler's canonical IMAGE."),
                 io.Int.Input("equirect_height", default=0, min=0, max=8192, step=8, tooltip="Height of the equirectangular image (width = 2 x height); 0 = 2 x face size."),
             ],
             outputs=[
@@ -63,11 +63,11 @@ class SyncCanvasCubeMapExport(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, projector, faces, equirect_height=0) -> io.NodeOutput:
+    def execute(cls, projector, canvas, equirect_height=0) -> io.NodeOutput:
         equirect = require_capability(projector, "equirect", "SyncCanvas Cube Map Export", "a cube-map projector")
-        canvas = canonical_image_to_tensor(faces, projector, "faces").float()  # [C, 6, F, F]
-        image = equirect(canvas, equirect_height or None).clamp(0, 1)
-        return io.NodeOutput(faces, tensor_to_image(image))
+        faces = canonical_image_to_tensor(canvas, projector, "canvas").float()  # [C, 6, F, F]
+        image = equirect(faces, equirect_height or None).clamp(0, 1)
+        return io.NodeOutput(canvas, tensor_to_image(image))
 
 
 NODES = [SyncCanvasCubeMap, SyncCanvasCubeMapExport]

@@ -226,6 +226,39 @@ def fig_panorama360(sc, out: pathlib.Path) -> None:
     save(titled(fig, "360 panorama, SyncTweedies rig: footprints of 8 views (fov 72°, yaw step 45°)"), out)
 
 
+def fig_cubemap(sc, out: pathlib.Path) -> None:
+    from sync_canvas.projectors.cubemap import CubeMapProjector
+    from sync_canvas.projectors.panorama360 import directions_to_canvas
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_projector_360 import photo_like_equirect
+
+    face = 128
+    proj = CubeMapProjector(face, 128)
+    sky = photo_like_equirect(256, 512, seed=0)
+    y, x = directions_to_canvas(proj.texel_directions(), (256, 512))  # each texel reads the panorama's nearest texel
+    cube = sky.reshape(3, -1)[:, y.long().clamp(0, 255) * 512 + x.long() % 512].reshape(3, 6, face, face)
+    tint = cube.clone()
+    for i in range(proj.n_views):
+        cov = proj.coverage([i])
+        colour = torch.tensor(PALETTE[i % len(PALETTE)]).float().reshape(3, 1) / 255
+        tint[:, cov] = 0.85 * tint[:, cov] + 0.15 * colour
+    cross = Image.new("RGB", (4 * face, 3 * face), BACKGROUND)
+    names = ("+X right", "-X left", "+Y top", "-Y bottom", "+Z front", "-Z back")
+    places = {0: (2, 1), 1: (0, 1), 2: (1, 0), 3: (1, 2), 4: (1, 1), 5: (3, 1)}  # the horizontal-cross layout
+    d = ImageDraw.Draw(cross)
+    for k, (cx, cy) in places.items():
+        cross.paste(to_pil(tint[:, k]), (cx * face, cy * face))
+        d.rectangle([cx * face, cy * face, (cx + 1) * face - 1, (cy + 1) * face - 1], outline=(0, 0, 0))
+        d.text((cx * face + 4, cy * face + 4), names[k], fill=(255, 255, 255), font=font(13), stroke_width=2, stroke_fill=(0, 0, 0))
+    shown = [0, 2, 8, 12]
+    views = proj.project(cube, shown)
+    tiles = [label(border(fit(to_pil(v), height=150), PALETTE[i % len(PALETTE)]),
+                   f"view {i}: {proj.yaws[i]:g}°, {proj.pitches[i]:g}°") for i, v in zip(shown, views)]
+    fig = column([fit(cross, width=MAX_WIDTH), row(tiles, gap=8)], gap=8)
+    save(titled(fig, "Cube-map skybox: 6 faces, 16 views (8 on the horizon, 4 up, 4 down; fov 72°)"), out)
+
+
 # ------------------------------------------------------------------------------------------------
 def anagram_canvas(size: int) -> torch.Tensor:
     """[3, size, size]: a gradient with an unmistakably oriented figure (arrow, letters, sun)."""
@@ -310,6 +343,7 @@ def fig_splat(sc, out: pathlib.Path) -> None:
 FIGURES = {
     "wide_panorama.png": fig_wide_panorama,
     "panorama360.png": fig_panorama360,
+    "cubemap.png": fig_cubemap,
     "ambiguous_image.png": fig_ambiguous,
     "mesh_texturing.png": fig_mesh,
     "splat_recolour.png": fig_splat,

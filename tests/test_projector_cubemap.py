@@ -93,7 +93,7 @@ def test_cube_map_nodes_sample_with_stochsync_and_export_faces_and_equirect(tiny
     from sync_canvas.nodes.cubemap import SyncCanvasCubeMap, SyncCanvasCubeMapExport
     from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
 
-    projector = SyncCanvasCubeMap.execute(face_size=64, view_size=64, fov=72.0, tilt=60.0).args[0]
+    projector = SyncCanvasCubeMap.execute(size=64, view_size=64, fov=72.0, tilt=60.0).args[0]
     model, vae = tiny.tiny_model(), tiny.tiny_vae()
     with torch.inference_mode():
         latent, image, views = SyncCanvasKSampler.execute(

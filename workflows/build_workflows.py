@@ -89,7 +89,7 @@ def mode_label(mode: str) -> str:
 def _sampler(node_id: int, positive, negative, projector, steps: int, cfg: float, mode: str, vae=True, **extra) -> Node:
     inputs = {"model": link(1), "positive": positive, "negative": negative, "projector": projector, "seed": 0,
               "steps": steps, "cfg": cfg, "mode": mode_label(mode), "scheduler": "ddim_uniform", "eta": 0.0, "denoise": 1.0,
-              "max_views_per_batch": 0, "inner_steps": 25, "rgb_every_step": False}
+              "max_views_per_batch": 0, "inner_steps": 50, "rgb_every_step": False}
     if vae:  # True: the checkpoint's VAE (node 1, slot 2); or a link to a separate VAE loader
         inputs["vae"] = link(1, 2) if vae is True else vae
     inputs.update(extra)
@@ -381,7 +381,9 @@ def room_depth_png(width: int = 512) -> bytes:
     return buffer.getvalue()
 
 
-FAMILY_MODULES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows", "family_workflows")
+_LISTED_FAMILIES = ("mesh_workflows", "splat_workflows", "fuse_rule_workflows", "family_workflows")
+FAMILY_MODULES = _LISTED_FAMILIES + tuple(sorted(  # any other *_workflows.py beside this file: a family = a file
+    p.stem for p in HERE.glob("*_workflows.py") if p.stem not in (*_LISTED_FAMILIES, "build_workflows")))
 """Modules beside this file with more graphs: each has ``WORKFLOWS``, ``INPUT_FILES`` ({file name in
 inputs/: function returning its bytes}) and optionally ``TITLES`` / ``THUMBNAILS`` (as this module's) and
 ``FAMILY_OF`` ({id: model family}, default sd15; the catalog records it);
