@@ -18,7 +18,10 @@ import traceback
 
 import torch
 
+import comfy.model_management
 from comfy_api.latest import io
+
+from ..projectors.cancel import cancellation
 
 from .files import InputFileChoices
 from .memory_check import release_after_failure
@@ -102,7 +105,9 @@ def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
         # the schema is rebuilt per run so file lists (inputs uploaded since start-up) are current
         check_inputs(cls.define_schema(), signature.bind_partial(cls, *args, **kwargs).arguments)
         try:
-            return inner(cls, *args, **kwargs)
+            # long loops in projectors/ (rasterising, splat weights, CG, fills) stop on ComfyUI's Cancel
+            with cancellation(comfy.model_management.throw_exception_if_processing_interrupted):
+                return inner(cls, *args, **kwargs)
         except BaseException as err:
             # a failed run must not keep its tensors: drop the locals of the frames that raised
             # (the message and line numbers stay), then collect and return the allocator cache

@@ -29,6 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .cancel import check_cancel
+
 ViewSelection = Sequence[int] | torch.Tensor | None
 
 # the fuse of n-to-1 projectors (conjugate_gradient below) stops at this relative residual
@@ -326,6 +328,7 @@ class Projector:
         covered_np = covered.detach().cpu().numpy().astype(bool).reshape(self.canonical_shape)
         if covered_np.all() or not covered_np.any():
             return z
+        check_cancel()  # scipy's transform itself cannot be interrupted: check before it starts
         _, nearest = distance_transform_edt(~covered_np, return_indices=True)
         flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), covered_np.shape), device=z.device).reshape(-1)
         return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
@@ -458,6 +461,7 @@ def conjugate_gradient(normal_operator, rhs, start, inv_diag, mask, tolerance: f
     ry = (r * y).sum(dims, keepdim=True)
     done = 0
     while done < max_iterations and not bool((norm(r) <= tolerance * scale).all()):
+        check_cancel()
         ap = normal_operator(p) * mask
         step = ry / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
         z = z + step * p

@@ -25,6 +25,7 @@ import torch
 from ..assets.mesh_data import MeshData
 from .raster import RasterResult
 from .raster_torch import rasterize_screen
+from .cancel import check_cancel
 
 
 @dataclass
@@ -94,6 +95,7 @@ def pull_taps(
     entries = {k: [] for k in ("texel", "pixel", "weight", "trust")}
     starts = [0]
     for i, cam in enumerate(cams):
+        check_cancel()
         rot = torch.as_tensor(cam.rotation, dtype=torch.float32)
         pos = torch.as_tensor(cam.position, dtype=torch.float32)
         vc = (points - pos) @ rot

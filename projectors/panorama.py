@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import Projector, divide_size
+from .cancel import check_cancel
 from .grid import index_taps
 
 
@@ -75,7 +76,9 @@ class WidePanoramaProjector(Projector):
         rows = torch.arange(wh, device=device)
         cols = torch.arange(ww, device=device)
         index = []
-        for y0, x0 in self.origins:
+        for k, (y0, x0) in enumerate(self.origins):
+            if k % 1024 == 0:
+                check_cancel()
             c = (x0 + cols) % width  # only wraps when wrap=True (else x0 + ww <= width)
             index.append(((y0 + rows)[:, None] * width + c[None, :]).reshape(-1))
         super().__init__(index_taps(torch.stack(index)), (wh, ww), (height, width))

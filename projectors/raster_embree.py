@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .cancel import check_cancel
+
 RAYS_PER_CALL = 1 << 21  # bounds the temporary arrays
 
 
@@ -25,6 +27,7 @@ def rasterize_embree(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: i
     for i, cam in enumerate(cams):
         origins, directions = cam.rays(h, w)
         for s in range(0, p, RAYS_PER_CALL):
+            check_cancel()
             e = min(p, s + RAYS_PER_CALL)
             hit = scene.run(origins[s:e].astype(np.float32), directions[s:e].astype(np.float32), output=1)
             face_id[i, s:e] = hit["primID"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..assets.screen_raster import rasterize_screen  # noqa: F401  (re-exported: mesh_pull rasterises UV atlases)
+from .cancel import check_cancel
 
 
 def _screen(vertices: torch.Tensor, cam, h: int, w: int):
@@ -34,6 +35,7 @@ def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: in
     fcs = torch.as_tensor(np.asarray(faces), dtype=torch.long)
     ids, barys = [], []
     for cam in cams:
+        check_cancel()
         fid, bary = _rasterize_view(verts, fcs, cam, h, w)
         ids.append(fid)
         barys.append(bary)

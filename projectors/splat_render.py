@@ -25,6 +25,7 @@ import warnings
 import torch
 
 from ..assets.splat_cameras import SplatCameras
+from .cancel import check_cancel
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -258,6 +259,7 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     pixels, gaussians, alphas = [], [], []
     start = 0
     while start < len(ids):  # chunks of gaussians with at most ~max_pairs footprint pixels
+        check_cancel()
         csum = torch.cumsum(count[start:], 0)
         stop = start + max(1, int(torch.searchsorted(csum, torch.tensor(max_pairs, device=csum.device), right=True)))
         rank = torch.repeat_interleave(torch.arange(start, stop, device=dev), count[start:stop])

@@ -1,0 +1,84 @@
+"""Long loops outside model calls check for cancellation through the callback a node installs
+(projectors/cancel.py); here the callback is a plain function that counts and raises."""
+
+import pytest
+import torch
+
+from sync_canvas.assets import cameras, procedural
+from sync_canvas.projectors import WidePanoramaProjector
+from sync_canvas.projectors.base import conjugate_gradient
+from sync_canvas.projectors.cancel import cancellation, check_cancel
+from sync_canvas.projectors.raster import rasterize
+
+
+class Cancelled(Exception):
+    pass
+
+
+def cancel_on_call(k: int):
+    """A callback that raises on its k-th call; ``calls`` counts them."""
+    calls = []
+
+    def callback():
+        calls.append(1)
+        if len(calls) >= k:
+            raise Cancelled
+
+    return callback, calls
+
+
+def test_no_callback_no_effect_and_the_block_restores_the_previous_one():
+    check_cancel()  # nothing installed: a no-op
+    outer, outer_calls = cancel_on_call(100)
+    with cancellation(outer):
+        with cancellation(None):
+            check_cancel()
+        check_cancel()
+    check_cancel()
+    assert len(outer_calls) == 1
+
+
+def test_conjugate_gradient_stops_at_the_iteration_the_callback_raises():
+    a = torch.linspace(1, 100, 50)  # diagonal SPD system that takes many iterations unpreconditioned
+    callback, calls = cancel_on_call(3)
+    with cancellation(callback), pytest.raises(Cancelled):
+        conjugate_gradient(lambda v: v * a, torch.ones(1, 50), torch.zeros(1, 50), torch.ones(1, 50), torch.ones(1, 50),
+                           tolerance=1e-12)
+    assert len(calls) == 3
+
+
+def test_wide_panorama_build_checks_every_1024_windows():
+    callback, calls = cancel_on_call(10**9)
+    with cancellation(callback):
+        projector = WidePanoramaProjector(64, 8192, 64, 2)  # 4065 windows
+    assert len(calls) == -(-projector.n_views // 1024)
+    stop, stop_calls = cancel_on_call(2)
+    with cancellation(stop), pytest.raises(Cancelled):
+        WidePanoramaProjector(64, 8192, 64, 2)
+
+
+@pytest.mark.parametrize("backend", ["torch", "embree"])
+def test_rasterisation_checks_per_camera(backend):
+    mesh = procedural.torus(12, 6)
+    rig = cameras.paper_rig(fov=60.0, distance=2.0)
+    callback, calls = cancel_on_call(3)
+    with cancellation(callback), pytest.raises(Cancelled):
+        rasterize(mesh, rig, (32, 32), backend)
+    assert len(calls) == 3  # stopped at the third camera (torch) / ray slice (embree), not after all ten
+
+
+def test_splat_weights_check_per_chunk():
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.projectors.splat_render import compositing_weights
+
+    scene = procedural_splat_scene(200, seed=0)
+    cams = fit_orbit(scene.means, scene.opacities, n_views=2, width=24, height=24)
+    counter, counted = cancel_on_call(10**9)
+    with cancellation(counter):
+        compositing_weights(scene.means, scene.quats, scene.log_scales, scene.opacities, cams, max_pairs=256)
+    assert len(counted) > 2  # several chunks per view, each checked
+    callback, calls = cancel_on_call(2)
+    with cancellation(callback), pytest.raises(Cancelled):
+        compositing_weights(scene.means, scene.quats, scene.log_scales, scene.opacities, cams, max_pairs=256)
+    assert len(calls) == 2
