@@ -36,8 +36,14 @@ class SplatProjector(Projector):
         means ``[G, 3]``, quats ``[G, 4]`` (w, x, y, z), log_scales ``[G, 3]``, opacities ``[G]`` in (0, 1).
         cameras: the views (assets/splat_cameras.py; ``fit_orbit`` gives the paper's 50-view orbit).
         min_visibility: a gaussian counts as seen when its summed compositing weight over the selected
-            views' pixels is at least this (in pixels); unseen ones keep their previous colour and are
-            filled from the nearest seen gaussian in 3-D at the end.
+            views' pixels is at least this (in pixels): its colour is solved for. Gaussians seen less
+            but not at all (small or mostly hidden ones: a third of a 1M-splat scene at 64^2) get the
+            alpha-weighted mean of the pixels they touch, a fitted colour that cannot blow up; only
+            gaussians no selected view touches keep their previous colour, and are filled from the
+            nearest seen gaussian in 3-D at the end.
+        supersample: weights rasterised on s x s sub-pixels per pixel and averaged (splat_render).
+        latent_supersample: ``supersample`` of the latent twins ``rescaled`` builds (at most the
+            factor): area-averaged latent pixels see the small splats a 64^2 point sample misses.
         overlap_tolerance: two views overlap (for StochSync's groups) when they share more than this
             fraction of the gaussians the smaller view shows with at least half a pixel of weight.
 
@@ -70,6 +76,8 @@ class SplatProjector(Projector):
         min_visibility: float = 0.05,
         overlap_tolerance: float = 0.1,
         weights: CompositingWeights | None = None,
+        supersample: int = 1,
+        latent_supersample: int = 4,
     ) -> None:
         if min_visibility <= 0:
             raise ValueError(f"min_visibility must be > 0, got {min_visibility}")
@@ -77,7 +85,8 @@ class SplatProjector(Projector):
         self.cameras = cameras
         self.min_visibility = float(min_visibility)
         self.overlap_tolerance = float(overlap_tolerance)
-        wts = weights if weights is not None else compositing_weights(*self.geometry, cameras)
+        self.latent_supersample = int(latent_supersample)
+        wts = weights if weights is not None else compositing_weights(*self.geometry, cameras, supersample=supersample)
         if wts.n_views != len(cameras) or (wts.height, wts.width) != (cameras.height, cameras.width):
             raise ValueError("precomputed weights do not match the cameras")
         self.weights = wts
@@ -123,6 +132,11 @@ class SplatProjector(Projector):
         """Bool ``[G]``: gaussians seen by the selected views (visibility >= min_visibility)."""
         return self.visibility(views) >= self.min_visibility
 
+    def fitted(self, views: ViewSelection = None) -> torch.Tensor:
+        """Bool ``[G]``: gaussians ``aggregate`` gives a colour from these views (visibility > 0):
+        solved where covered, the weighted mean of their pixels where seen less."""
+        return self.visibility(views) > 0
+
     # ----------------------------------------------------------------------------------------------
     def _normal_operator(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """F^T W F z ``[C, G]``."""
@@ -132,15 +146,16 @@ class SplatProjector(Projector):
         """diag(F^T W F) ``[G]``: sum over pixels of W w_k^2."""
         return self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist(), squared=True)[0]
 
-    def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(coverage ``[G]``, Jacobi diagonal ``[G]``) of a view selection: geometry only, so cached
-        (the sampler fuses the same selections every step)."""
+    def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(coverage ``[G]``, Jacobi diagonal ``[G]``, F^T W 1 ``[G]``) of a view selection: geometry
+        only, so cached (the sampler fuses the same selections every step)."""
         cache = self.__dict__.setdefault("_fixed_cache", {})
         key = None if all_views else tuple(ids.tolist())
         if key not in cache or cache[key][1].device != self.device:
             if len(cache) >= 32:
                 cache.clear()
-            cache[key] = (self.coverage(ids), self._jacobi(ids))
+            seen = self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist())[0]
+            cache[key] = (self.coverage(ids), self._jacobi(ids), seen)
         return cache[key]
 
     def aggregate(
@@ -164,7 +179,7 @@ class SplatProjector(Projector):
         work = torch.float64 if w.dtype == torch.float64 else torch.float32
         wv = w.to(work)
         rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
-        covered, diag = self._fixed_terms(ids, views is None)
+        covered, diag, seen = self._fixed_terms(ids, views is None)
         mask = covered.to(work).unsqueeze(0)
         inv_diag = mask / diag.to(work).clamp_min(1e-12).unsqueeze(0)
         if previous is None:
@@ -172,13 +187,19 @@ class SplatProjector(Projector):
             z = rhs / row_sum.clamp_min(1e-12) * mask
         else:
             z = previous.to(work).reshape(rhs.shape)
+        # seen, but too little to solve for: the W-weighted mean of the pixels they touch (held fixed
+        # in the solve, which then explains the rest of those pixels with the covered gaussians)
+        weak = ((seen > 0) & ~covered).unsqueeze(0)
+        if bool(weak.any()):
+            z = torch.where(weak, rhs / seen.to(work).clamp_min(1e-30), z)
         z, self.last_solve = conjugate_gradient(lambda v: self._normal_operator(v, ids), rhs, z, inv_diag, mask,
                                                 tolerance, iterations)
         return z.to(w.dtype)
 
     def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
-        """Unseen gaussians take the colour of the nearest seen gaussian in 3-D."""
-        covered = self.coverage() if covered is None else covered
+        """Gaussians without a fitted colour (``fitted()``: no view touches them) take the colour of the
+        nearest fitted gaussian in 3-D."""
+        covered = self.fitted() if covered is None else covered
         return fill_from_nearest_points(z, covered, self.geometry[0])
 
     def overlap_matrix(self) -> torch.Tensor:
@@ -222,7 +243,8 @@ class SplatProjector(Projector):
         cache = self.__dict__.setdefault("_rescaled_cache", {})
         if factor not in cache:
             cache[factor] = SplatProjector(*self.geometry, self.cameras.rescaled(factor), self.min_visibility,
-                                           self.overlap_tolerance)
+                                           self.overlap_tolerance, supersample=min(self.latent_supersample, factor),
+                                           latent_supersample=self.latent_supersample)
         return cache[factor].to(self.device)
 
     def alpha_maps(self) -> torch.Tensor:

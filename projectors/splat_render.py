@@ -304,6 +304,7 @@ def compositing_weights(
     cameras: SplatCameras,
     max_pairs: int = 1 << 22,
     chunk_entries: int | None = None,
+    supersample: int = 1,
 ) -> CompositingWeights:
     """Per-view compositing weights of a splat scene, built on the device of ``means`` (pure torch).
 
@@ -312,6 +313,10 @@ def compositing_weights(
     ``chunk_entries``: entries per chunk of views (default 8 per gaussian, between 2^20 and 2^24): large
     enough that a product's [G, C] output is amortised over many entries, small enough that building
     a chunk's transpose needs ~40 B x chunk_entries of temporaries.
+    ``supersample`` s: weights rasterised at s x s sub-pixels and averaged over each pixel (the area
+    integral of the render instead of a point sample at the pixel centre). At latent resolution this is
+    what keeps small splats visible: the 0.3 px^2 EWA blur widens every splat to a few pixels, so at 64^2
+    the front-most few splats saturate a pixel and hide the rest, which a finer grid resolves.
     """
     g = means.shape[0]
     if means.shape != (g, 3) or quats.shape != (g, 4) or log_scales.shape != (g, 3) or opacities.shape != (g,):
@@ -321,13 +326,19 @@ def compositing_weights(
     means, quats, log_scales, opacities = (t.detach().float().to(device) for t in (means, quats, log_scales, opacities))
     if chunk_entries is None:
         chunk_entries = min(max(8 * g, 1 << 20), 1 << 24)
-    h, w = cameras.height, cameras.width
+    if supersample < 1 or int(supersample) != supersample:
+        raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+    h, w, s = cameras.height, cameras.width, int(supersample)
     alpha = torch.zeros(len(cameras), h * w, device=device)
     depth = torch.zeros(len(cameras), h * w, device=device)
     chunks, parts, start, pending = [], [], 0, 0
     for i in range(len(cameras)):
+        k = cameras.Ks[i].float().to(device).clone()
+        k[:2] *= s  # fx, fy, cx, cy in sub-pixels; pixel centres stay consistent
         pix, gid, wt, z = _view_weights(means, quats, log_scales, opacities, cameras.viewmats[i].float().to(device),
-                                        cameras.Ks[i].float().to(device), w, h, max_pairs)
+                                        k, w * s, h * s, max_pairs)
+        if s > 1:
+            pix, gid, wt, z = _pool_subpixels(pix, gid, wt, z, w, s, g)
         alpha[i].index_add_(0, pix, wt)
         depth[i].index_add_(0, pix, wt * z)
         if parts and pending + len(pix) > chunk_entries:
@@ -339,6 +350,16 @@ def compositing_weights(
         chunks.append(_build_chunk(start, parts or [_empty_view(device)], h * w, g))
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
     return CompositingWeights(chunks, alpha, depth, h, w, g)
+
+
+def _pool_subpixels(pix, gid, wt, z, width, s, g):
+    """Sub-pixel entries (row-major on a (h s) x (w s) grid) -> pixel entries: weights averaged over the
+    s x s sub-pixels, one entry per (pixel, gaussian), sorted by pixel."""
+    coarse = (pix // (width * s)) // s * width + (pix % (width * s)) // s
+    key, inverse = torch.unique(coarse * g + gid, return_inverse=True)  # sorted: by pixel, then gaussian
+    weight = torch.zeros(len(key), device=wt.device).index_add_(0, inverse, wt) / (s * s)
+    depth = torch.zeros(len(key), device=wt.device).index_put_((inverse,), z)
+    return key // g, key % g, weight, depth
 
 
 def _empty_view(device):

@@ -131,3 +131,15 @@ def test_orbit_looks_at_the_scene_centre():
     for i in range(6):
         p = cams.viewmats[i, :3, :3] @ scene.means.median(0).values.add(centre) + cams.viewmats[i, :3, 3]
         assert p[2] > 0 and abs(float(p[0] / p[2])) < 0.1 and abs(float(p[1] / p[2])) < 0.1
+
+
+def test_supersampled_weights_are_the_area_average_of_the_fine_render():
+    scene = procedural_splat_scene(300, seed=3)
+    cams = fit_orbit(scene.means, scene.opacities, n_views=2, width=32, height=32)
+    args = (scene.means, scene.quats, scene.log_scales, scene.opacities)
+    coarse = compositing_weights(*args, cams.rescaled(4), supersample=4)
+    fine = compositing_weights(*args, cams)
+    z = torch.rand(3, 300, generator=torch.Generator().manual_seed(0))
+    pooled = torch.nn.functional.avg_pool2d(composite(fine, z), 4)
+    torch.testing.assert_close(composite(coarse, z), pooled, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(coarse.alpha.reshape(2, 1, 8, 8), torch.nn.functional.avg_pool2d(fine.alpha.reshape(2, 1, 32, 32), 4))
