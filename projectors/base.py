@@ -260,8 +260,9 @@ class Projector:
         ``iterations``; ``self.last_solve`` reports what it took. (The small n-to-1 maps here default
         to a converged solve; splats, where it costs, stop at DEFAULT_CG_TOLERANCE.)
         """
+        out_dtype, w = w.dtype, w.to(working_dtype(w.dtype))  # half views are fused in float32
         if not (self.n_to_one and iterations > 0):
-            return self._closed_form_fuse(w, previous, views)
+            return self._closed_form_fuse(w, previous, views).to(out_dtype)
         num, den = self.unproject(w, views)
         covered = den > 0
         closed = torch.where(covered, num / den.clamp_min(1e-12), torch.zeros_like(num))
@@ -270,7 +271,7 @@ class Projector:
         if self.n_to_one and iterations > 0:
             start = previous.to(closed.dtype) if previous is not None else closed
             closed = self._solve_normal_equations(w, num, covered, start, views, iterations, tolerance)
-        return closed.to(w.dtype)
+        return closed.to(out_dtype)
 
     def _closed_form_fuse(self, w: torch.Tensor, previous: torch.Tensor | None, views: ViewSelection) -> torch.Tensor:
         """value / weight on the touched texels only (the least-squares fuse of 1-to-1 / 1-to-n maps)."""
@@ -491,6 +492,12 @@ def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> 
     flat = z.reshape(z.shape[0], -1).clone()
     flat[:, unseen.to(z.device)] = flat[:, seen[torch.as_tensor(nearest, device="cpu")].to(z.device)]
     return flat.reshape(z.shape)
+
+
+def working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision sums, fuses and solves run in: float64 stays, everything else (float16 and bfloat16,
+    what ComfyUI's models and VAEs return on GPUs) is lifted to float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def moved_to(value, device: torch.device, memo: dict[int, object] | None = None):

@@ -18,7 +18,7 @@ import torch
 
 from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
-from .base import Projector, SparseViewMap
+from .base import Projector, SparseViewMap, working_dtype
 from .grid import grid_taps
 from .mesh_pull import PullTaps, pull_taps, pull_unproject
 from .raster import RasterResult, preferred_device, rasterize
@@ -122,9 +122,10 @@ class MeshTextureProjector(Projector):
         """Weighted mean ``sum_i g_i(W_i w_i) / sum_i g_i(W_i)`` per texel; unseen texels keep ``previous``."""
         if self.pull is None:
             return super().aggregate(w, previous, views, iterations)
+        out_dtype, w = w.dtype, w.to(working_dtype(w.dtype))
         num, den = self.unproject(w, views)
         out = torch.zeros_like(num) if previous is None else previous.to(num.dtype).reshape(num.shape)
-        return torch.where(den > 0, num / den.clamp_min(1e-12), out).to(w.dtype)
+        return torch.where(den > 0, num / den.clamp_min(1e-12), out).to(out_dtype)
 
     def coverage(self, views=None) -> torch.Tensor:
         """Texels some selected view writes (scatter) or is seen from (pull)."""

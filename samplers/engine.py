@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..projectors.base import Projector
+from ..projectors.base import Projector, working_dtype
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``denoiser(x_views [n,C,h,w], sigma (0-d tensor), view_ids (LongTensor [n])) -> x0 [n,C,h,w]``."""
@@ -102,6 +102,12 @@ class NonFiniteModelOutput(FloatingPointError):
     """The denoiser returned NaN or infinity: continuing would only produce a black image."""
 
 
+def in_working_precision(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` lifted to the samplers' working precision (float32; float64 stays): the state of a run never
+    lives in float16/bfloat16, whatever the caller's latents or the model's outputs are."""
+    return None if t is None else t.to(working_dtype(t.dtype))
+
+
 class Engine:
     """State shared by one sampling run: the denoiser in chunks, fusing with memory of the last value, noise."""
 
@@ -119,7 +125,8 @@ class Engine:
         self.denoiser = denoiser
         self.projector = projector.to(noise.device, copy=True)  # the run's own: never touches the node output
         self.ms = model_sampling
-        self.dtype, self.device = noise.dtype, noise.device
+        # the state, the fuses and the solves run in float32 (float64 stays) whatever the model returns
+        self.dtype, self.device = working_dtype(noise.dtype), noise.device
         self.channels = noise.shape[0]
         self.generator = generator if generator is not None else torch.Generator(noise.device).manual_seed(0)
         self.chunk = max_views_per_batch or projector.n_views
@@ -170,7 +177,7 @@ class Engine:
     def fuse_rgb(self, x0_views: torch.Tensor, view_ids=None) -> torch.Tensor:
         """decode -> A in RGB -> project -> encode: x0 views made consistent in pixel space ``[n,C,h,w]``."""
         rgb_projector = self.rgb.projector
-        rgb = self.chunked(self.rgb.decode, x0_views)
+        rgb = self.chunked(self.rgb.decode, x0_views).to(self.dtype)  # a VAE in half precision
         canonical_rgb = rgb_projector.aggregate(rgb, previous=self.previous.get("rgb"), views=view_ids)
         self.previous["rgb"] = canonical_rgb
         return self.chunked(self.rgb.encode, rgb_projector.project(canonical_rgb, view_ids)).to(x0_views.dtype)
@@ -201,7 +208,7 @@ class Engine:
         canonical_rgb = views_rgb = None
         if self.rgb is not None:
             rgb_projector = self.rgb.projector
-            rgb = self.chunked(self.rgb.decode, views)
+            rgb = self.chunked(self.rgb.decode, views).to(self.dtype)
             canonical_rgb = rgb_projector.fill(rgb_projector.aggregate(rgb, previous=self.previous.get("rgb")))
             views_rgb = rgb_projector.project(canonical_rgb)
         return SyncResult(canonical, views, canonical_rgb, views_rgb, self.model_evals)

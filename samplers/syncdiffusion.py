@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from .ddim import ddim_noise_share, noise_term, posterior_mean, predicted_eps
-from .engine import Denoiser, Engine, check_inputs, check_sigmas
+from .engine import Denoiser, Engine, check_inputs, check_sigmas, in_working_precision
 from .syncdiffusion_losses import PerceptualLoss, weight_free_loss
 
 
@@ -122,6 +122,7 @@ def sample_syncdiffusion(
     """
     sigmas = check_sigmas(sigmas)
     check_inputs(projector, noise, latent_image, generator, None, None)
+    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
     if not 0 <= anchor_view < projector.n_views:
         raise ValueError(f"anchor_view {anchor_view} out of range for {projector.n_views} views")
     if not 0.0 <= eta <= 1.0:

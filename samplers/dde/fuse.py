@@ -15,7 +15,7 @@ import torch
 
 from ...projectors.base import Projector
 from ..ddim import ddim_noise_share
-from ..engine import Denoiser, Engine, SyncResult, check_inputs, check_sigmas, module_on
+from ..engine import Denoiser, Engine, SyncResult, check_inputs, check_sigmas, module_on, in_working_precision
 from ..synchronized import CASES, sync_step
 from .coordinator import Coordinator
 
@@ -120,6 +120,7 @@ def sample_dde(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta!r}")
     check_inputs(projector, noise, latent_image, generator, max_views_per_batch, None)
+    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
     args = (denoiser, projector, model_sampling, noise, generator, max_views_per_batch, None, check_cancel)
     if coordinator is None:
         engine, rule = Engine(*args), AVERAGING
