@@ -5,7 +5,7 @@ code that imports ComfyUI) are imported lazily so that `projectors/` and `sample
 without ComfyUI.
 """
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "./web"  # the 360 viewer (web/sync_canvas_360.js), served by ComfyUI to its editor
 
 
 async def comfy_entrypoint():

@@ -26,6 +26,7 @@ NODE_MODULES: tuple[str, ...] = (
     "splat",
     "fuse_rules",
     "cubemap",
+    "viewer",
 )
 
 

@@ -57,7 +57,7 @@ class SyncCanvasCubeMapExport(io.ComfyNode):
                 io.Int.Input("equirect_height", default=0, min=0, max=8192, step=8, tooltip="Height of the equirectangular image (width = 2 x height); 0 = 2 x face size."),
             ],
             outputs=[
-                io.Image.Output("faces", tooltip="The six faces [6, F, F, 3] in cube-map order."),
+                io.Image.Output("face_images", display_name="faces", tooltip="The six faces [6, F, F, 3] in cube-map order."),  # ids must differ from the input "faces"
                 io.Image.Output("equirect", tooltip="The equirectangular image [1, H, 2H, 3] (save with projection 'equirectangular')."),
             ],
         )

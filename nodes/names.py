@@ -87,6 +87,7 @@ SEARCH_ALIASES = {
     "SyncCanvasSplatProjector": ["gaussian splat", "3DGS", "recolour"],
     "SyncCanvasSaveSplat": ["gaussian splat", "3DGS", "ply"],
     "SyncCanvasSaveImage": ["360", "equirectangular", "skybox", "panorama"],
+    "SyncCanvasView360": ["360", "equirectangular", "skybox", "panorama viewer", "VR"],
     "SyncCanvasCrossViewAttention": ["SyncMVD", "consistent views", "multi-view attention"],
 }
 """Node id -> words the node search also finds it by (newer ComfyUI: Schema.search_aliases)."""
