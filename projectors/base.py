@@ -384,7 +384,7 @@ class Projector:
                 f"the {self.kind} canvas is {expected[0]} image(s) of {expected[3]}x{expected[2]} (WxH), got "
                 f"{images.shape[0]} of {images.shape[-1]}x{images.shape[-2]}; resize it first"
             )
-        return images[0] if expected[0] == 1 else images.movedim(0, 1).reshape(images.shape[1], *self.canonical_shape)
+        return images.movedim(0, 1).reshape(images.shape[1], *self.canonical_shape)
 
     def preview_latent(self, z: torch.Tensor) -> torch.Tensor | None:
         """One image-shaped latent ``[C, h, w]`` for ComfyUI's live preview of the canvas latent ``z``, or None."""

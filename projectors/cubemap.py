@@ -131,7 +131,11 @@ class CubeMapProjector(Projector):
     def fill(self, z: torch.Tensor, covered: torch.Tensor | None = None) -> torch.Tensor:
         """Uncovered texels take the value of the covered texel nearest in direction (across face edges)."""
         covered = self.coverage() if covered is None else covered
-        return fill_from_nearest_points(z, covered, self.texel_directions())
+        return fill_from_nearest_points(z, covered, self.fill_points())
+
+    def fill_points(self) -> torch.Tensor:
+        """Where "nearest" is measured by ``fill``: texel directions ``[6 F F, 3]``."""
+        return self.texel_directions()
 
     def texel_directions(self) -> torch.Tensor:
         """Unit direction of every texel centre, ``[6 F F, 3]`` float64 in canvas order (what "nearest" means here)."""

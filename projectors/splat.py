@@ -200,7 +200,11 @@ class SplatProjector(Projector):
         """Gaussians without a fitted colour (``fitted()``: no view touches them) take the colour of the
         nearest fitted gaussian in 3-D."""
         covered = self.fitted() if covered is None else covered
-        return fill_from_nearest_points(z, covered, self.geometry[0])
+        return fill_from_nearest_points(z, covered, self.fill_points())
+
+    def fill_points(self) -> torch.Tensor:
+        """Where "nearest" is measured by ``fill``: the gaussians' centres ``[G, 3]``."""
+        return self.geometry[0]
 
     def overlap_matrix(self) -> torch.Tensor:
         """Bool ``[N, N]``: views sharing more than ``overlap_tolerance`` of their visible gaussians."""

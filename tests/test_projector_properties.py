@@ -28,6 +28,51 @@ FACTORIES = {
 }
 
 
+
+
+def _mesh(unprojection: str):
+    from sync_canvas.assets import procedural
+    from sync_canvas.assets.cameras import paper_rig
+
+    sphere = procedural.uv_sphere(8, 16)
+    return P.MeshTextureProjector(sphere, paper_rig(sphere.vertices), 16, 16, backend="torch", unprojection=unprojection)
+
+
+def _splat():
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+
+    scene = procedural_splat_scene(60, seed=0)
+    return P.SplatProjector.from_scene(scene, fit_orbit(scene.means, scene.opacities, n_views=4, width=16, height=16))
+
+
+FACTORIES.update({
+    "mesh_scatter": lambda: _mesh("scatter"),
+    "mesh_pull": lambda: _mesh("pull"),
+    "splat": _splat,
+})
+# Properties a canonical space does not have by construction (projectors/CONTRACT.md): skipped with the reason.
+BILINEAR_MESH = ("bilinear texture lookups with the closed-form value/weight fuse (SyncMVD's): a texel read by several "
+                 "pixels with partial weights is their weighted mean, not F's inverse")
+RIG_GROUPS = "the camera rig's paper groups (StochSync, mesh: alternate views) share border texels at this small size"
+NOT_BY_DESIGN = {
+    ("mesh_scatter", "test_round_trip_returns_canonical"): BILINEAR_MESH,
+    ("mesh_pull", "test_round_trip_returns_canonical"): BILINEAR_MESH,
+    ("mesh_scatter", "test_groups_share_no_texel_and_partition_views"): RIG_GROUPS,
+    ("mesh_pull", "test_groups_share_no_texel_and_partition_views"): RIG_GROUPS,
+}
+
+
+@pytest.fixture(autouse=True)
+def _not_by_design(request):
+    """A property listed in NOT_BY_DESIGN must fail for that projector (strict xfail: it says when it starts holding)."""
+    callspec = getattr(request.node, "callspec", None)
+    name = callspec.params.get("projector") if callspec else None
+    reason = NOT_BY_DESIGN.get((name, request.node.originalname))
+    if reason:
+        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
 @pytest.fixture(params=sorted(FACTORIES), scope="module")
 def projector(request):
     torch.manual_seed(0)
@@ -66,7 +111,7 @@ def test_round_trip_returns_canonical(projector):
     w = projector.project(z)
     covered = projector.coverage()
     assert covered.any()
-    fused = projector.aggregate(w, iterations=300)
+    fused = projector.aggregate(w, iterations=300, **({"tolerance": 1e-12} if projector.n_to_one else {}))
     if projector.n_to_one:
         # the solve heads to a least-squares solution: the normal equations F^T W (F z - w) = 0 hold
         # ever more tightly and the (consistent) views are reproduced. Bilinear 360 maps are
@@ -117,9 +162,9 @@ def test_fill_keeps_covered_and_copies_nearest_covered(projector):
         width = projector.canonical_shape[-1]
         diff[..., -1] = torch.minimum(diff[..., -1], width - diff[..., -1])
     d = diff.pow(2).sum(-1).sqrt()
-    if hasattr(projector, "texel_directions"):  # a sphere of texels (cube map): nearest in direction
-        dirs = projector.texel_directions()
-        d = torch.cdist(dirs[~cov_flat], dirs[cov_flat])
+    points = getattr(projector, "fill_points", None)  # where "nearest" is measured (cube: direction; splat: 3-D)
+    if points is not None:
+        d = torch.cdist(points()[~cov_flat].double(), points()[cov_flat].double())
     nearest_mask = d <= d.min(1, keepdim=True).values + 1e-9
     zc = z.reshape(2, -1)[:, cov_flat]
     got = filled.reshape(2, -1)[:, ~cov_flat]
