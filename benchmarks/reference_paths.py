@@ -90,3 +90,29 @@ class ReferenceSplat:
             p = zr + (rz_new / rz.clamp_min(1e-30)) * p
             rz = rz_new
         return z.to(w.dtype)
+
+
+# ---- mesh: scatter (index_add_ over the whole texture) + texel pull (gather) per step --------------
+def pull_unproject(taps: PullTaps, w: torch.Tensor, canonical_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum_k trust_k * w[pixels_k], sum_k trust_k)`` per texel: ``([C, T*T], [1, T*T])``.
+
+    ``w`` is ``[n, C, h, w]``: the views the taps were selected for, in the same order.
+    """
+    c = w.shape[1]
+    flat = w.permute(1, 0, 2, 3).reshape(c, -1)
+    values = (flat[:, taps.pixel] * taps.weight.to(w.dtype)).sum(-1) * taps.trust.to(w.dtype)  # [C, K]
+    num = torch.zeros(c, canonical_size, dtype=w.dtype, device=w.device).index_add_(1, taps.texel, values)
+    den = torch.zeros(1, canonical_size, dtype=w.dtype, device=w.device).index_add_(1, taps.texel, taps.trust.to(w.dtype)[None])
+    return num, den
+
+
+def reference_mesh_aggregate(projector, w: torch.Tensor, previous=None, views=None) -> torch.Tensor:
+    """The old MeshTextureProjector.aggregate (pull mode): base scatter over the whole texture, plus the
+    pull's gather and index_add_, then a whole-texture ``where``."""
+    from sync_canvas.projectors.base import Projector
+
+    num, den = Projector.unproject(projector, w, views)
+    pn, pd = pull_unproject(projector._pull(views), w, projector.canonical_size)
+    num, den = num + pn.reshape(num.shape), den + pd.reshape(den.shape)
+    out = torch.zeros_like(num) if previous is None else previous.to(num.dtype).reshape(num.shape)
+    return torch.where(den > 0, num / den.clamp_min(1e-12), out).to(w.dtype)

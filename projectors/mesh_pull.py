@@ -141,14 +141,60 @@ def _bilinear(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, h: int, w: i
     return pix, wts * mask[pix].float()
 
 
-def pull_unproject(taps: PullTaps, w: torch.Tensor, canonical_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(sum_k trust_k * w[pixels_k], sum_k trust_k)`` per texel: ``([C, T*T], [1, T*T])``.
+@dataclass
+class UnprojectionMatrix:
+    """``g`` of a view selection as one CSR matrix over the texels it touches.
 
-    ``w`` is ``[n, C, h, w]``: the views the taps were selected for, in the same order.
+    touched ``[U]`` int64 flat texels with some weight; matrix CSR ``[U, n * h * w]`` (scatter taps
+    ``W_i * bilinear weight`` plus pull taps ``trust * bilinear weight``; columns index the batch
+    ``[n, h, w]`` in selection order); den ``[U]`` = matrix @ 1 (geometry only, so precomputed).
+    The per-step fuse is then one sparse product and a division over the touched texels.
     """
-    c = w.shape[1]
-    flat = w.permute(1, 0, 2, 3).reshape(c, -1)
-    values = (flat[:, taps.pixel] * taps.weight.to(w.dtype)).sum(-1) * taps.trust.to(w.dtype)  # [C, K]
-    num = torch.zeros(c, canonical_size, dtype=w.dtype, device=w.device).index_add_(1, taps.texel, values)
-    den = torch.zeros(1, canonical_size, dtype=w.dtype, device=w.device).index_add_(1, taps.texel, taps.trust.to(w.dtype)[None])
-    return num, den
+
+    touched: torch.Tensor
+    matrix: torch.Tensor
+    den: torch.Tensor
+
+    def to(self, device) -> "UnprojectionMatrix":
+        return UnprojectionMatrix(self.touched.to(device), self.matrix.to(device), self.den.to(device))
+
+    def numerator(self, w: torch.Tensor) -> torch.Tensor:
+        """``[C, U]`` = g(W w) on the touched texels for views ``w`` ``[n, C, h, w]``."""
+        rows = w.permute(0, 2, 3, 1).reshape(-1, w.shape[1])  # [n h w, C]
+        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        mat = self.matrix if work == torch.float32 else self.matrix.to(work)
+        return (mat @ rows.to(work)).T.to(w.dtype)
+
+
+def unprojection_matrix(index: torch.Tensor, weight: torch.Tensor, pixel_weight: torch.Tensor,
+                        pull: PullTaps | None, canonical_size: int) -> UnprojectionMatrix:
+    """Build ``UnprojectionMatrix`` from the selected views' scatter taps (``index``/``weight``
+    ``[n, P, T]``, ``pixel_weight`` ``[n, P]``, the base projector's) and their pull taps (pixel indices
+    already into the batch, ``PullTaps.select``)."""
+    import warnings
+
+    n, p, t = index.shape
+    rows = [index.reshape(-1)]
+    cols = [torch.arange(n * p, device=index.device).repeat_interleave(t)]
+    vals = [(weight * pixel_weight.unsqueeze(-1)).reshape(-1).float()]
+    if pull is not None and len(pull.texel):
+        rows.append(pull.texel.repeat_interleave(pull.pixel.shape[1]))
+        cols.append(pull.pixel.reshape(-1))
+        vals.append((pull.weight * pull.trust.unsqueeze(-1)).reshape(-1).float())
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    keep = vals > 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    touched, local = torch.unique(rows, return_inverse=True)
+    order = torch.argsort(local * (n * p) + cols)  # row-major; duplicates summed by the product
+    local, cols, vals = local[order], cols[order], vals[order]
+    u = len(touched)
+    small = max(u, n * p, len(vals) + 1) < 2**31
+    index_dtype = torch.int32 if small else torch.int64
+    crow = torch.zeros(u + 1, dtype=torch.int64, device=index.device)
+    crow[1:] = torch.cumsum(torch.bincount(local, minlength=u), 0)
+    with warnings.catch_warnings():  # "CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(crow.to(index_dtype), cols.to(index_dtype), vals, (u, n * p),
+                                         check_invariants=False)
+    den = torch.zeros(u, device=index.device).index_add_(0, local, vals)
+    return UnprojectionMatrix(touched, matrix, den)

@@ -20,7 +20,7 @@ from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
 from .base import Projector, SparseViewMap, working_dtype
 from .grid import grid_taps
-from .mesh_pull import PullTaps, pull_taps, pull_unproject
+from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix
 from .raster import RasterResult, preferred_device, rasterize
 
 SAMPLING_MODES = ("bilinear", "nearest")
@@ -110,22 +110,47 @@ class MeshTextureProjector(Projector):
     def _pull(self, views) -> PullTaps:
         return self.pull.select(self._view_ids(views).cpu(), self.view_hw[0] * self.view_hw[1])
 
+    def _unprojection(self, views) -> UnprojectionMatrix:
+        """The scatter and the pull of a view selection as one prebuilt CSR matrix over the texels they
+        touch (projectors/mesh_pull.py), cached per selection (the sampler fuses the same ones every step)."""
+        ids = self._view_ids(views)
+        cache = self.__dict__.setdefault("_unprojection_cache", {})
+        key = (str(self.device), None if views is None else tuple(ids.tolist()))
+        if key not in cache:
+            if len(cache) >= 16:
+                cache.clear()
+            taps = self._select(self.taps, views, ids)
+            cache[key] = unprojection_matrix(taps.index, taps.weight, taps.pixel_weight, self._pull(views),
+                                             self.canonical_size)
+        return cache[key]
+
     def unproject(self, w: torch.Tensor, views=None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sum_i g_i(W_i w_i), sum_i g_i(W_i))`` with g_i the scatter F_i^T (+ the pull, see class doc)."""
-        num, den = super().unproject(w, views)
         if self.pull is None:
-            return num, den
-        pn, pd = pull_unproject(self._pull(views), w, self.canonical_size)
-        return num + pn.reshape(num.shape), den + pd.reshape(den.shape)
+            return super().unproject(w, views)
+        self._check_views(w, self._view_ids(views))
+        g = self._unprojection(views)
+        num = torch.zeros(w.shape[1], self.canonical_size, dtype=w.dtype, device=w.device)
+        den = torch.zeros(1, self.canonical_size, dtype=w.dtype, device=w.device)
+        num[:, g.touched] = g.numerator(w)
+        den[:, g.touched] = g.den.to(w.dtype)
+        return num.reshape(w.shape[1], *self.canonical_shape), den.reshape(1, *self.canonical_shape)
 
-    def aggregate(self, w: torch.Tensor, previous: torch.Tensor | None = None, views=None, iterations: int = 30) -> torch.Tensor:
-        """Weighted mean ``sum_i g_i(W_i w_i) / sum_i g_i(W_i)`` per texel; unseen texels keep ``previous``."""
+    def aggregate(self, w: torch.Tensor, previous: torch.Tensor | None = None, views=None, iterations: int = 30,
+                  **kwargs) -> torch.Tensor:
+        """Weighted mean ``sum_i g_i(W_i w_i) / sum_i g_i(W_i)`` per texel; unseen texels keep ``previous``.
+
+        One sparse product over the touched texels; the rest of the texture is ``previous`` (copied)."""
         if self.pull is None:
-            return super().aggregate(w, previous, views, iterations)
+            return super().aggregate(w, previous, views, iterations, **kwargs)
+        self._check_views(w, self._view_ids(views))
         out_dtype, w = w.dtype, w.to(working_dtype(w.dtype))
-        num, den = self.unproject(w, views)
-        out = torch.zeros_like(num) if previous is None else previous.to(num.dtype).reshape(num.shape)
-        return torch.where(den > 0, num / den.clamp_min(1e-12), out).to(out_dtype)
+        g = self._unprojection(views)
+        c = w.shape[1]
+        out = torch.zeros(c, self.canonical_size, dtype=w.dtype, device=w.device) if previous is None \
+            else previous.to(w.dtype).reshape(c, -1).clone()
+        out[:, g.touched] = g.numerator(w) / g.den.to(w.dtype)
+        return out.reshape(c, *self.canonical_shape).to(out_dtype)
 
     def coverage(self, views=None) -> torch.Tensor:
         """Texels some selected view writes (scatter) or is seen from (pull)."""

@@ -213,3 +213,21 @@ def test_pull_view_subsets_match_the_full_fuse(pull_pair):
     torch.testing.assert_close(num, num_full, atol=1e-5, rtol=1e-5)
     assert torch.equal(sub[:, ~pull.coverage(ids)], torch.zeros_like(sub[:, ~pull.coverage(ids)]))
     assert (den[0] > 0).equal(pull.coverage(ids))
+
+
+def test_pull_fuse_as_one_sparse_product_equals_the_gather_scatter_reference(pull_pair):
+    """The prebuilt CSR unprojection (scatter + pull over touched texels) gives the old per-step
+    index_add_ / gather fuse, for all views and for a subset in any order, with and without previous."""
+    from sync_canvas.benchmarks.reference_paths import reference_mesh_aggregate
+
+    _, pull = pull_pair
+    gen = torch.Generator().manual_seed(0)
+    previous = torch.randn(4, 128, 128, generator=gen)
+    for views in (None, [7, 2, 5]):
+        n = pull.n_views if views is None else len(views)
+        w = torch.randn(n, 4, 16, 16, generator=gen)
+        for prev in (None, previous):
+            torch.testing.assert_close(pull.aggregate(w, prev, views), reference_mesh_aggregate(pull, w, prev, views),
+                                       atol=1e-5, rtol=1e-5)
+    num, den = pull.unproject(w, [7, 2, 5])
+    assert (den > 0).sum() == len(pull._unprojection([7, 2, 5]).touched)
