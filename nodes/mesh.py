@@ -147,7 +147,7 @@ class SyncCanvasMeshProjector(io.ComfyNode):
                 io.Float.Input("latent_texture_ratio", default=1.5, min=0.125, max=4.0, step=0.125, tooltip="Latent texture side / RGB texture side (paper: 1536 / 1024 = 1.5)."),
                 io.Float.Input("cos_exponent", default=3.0, min=0.0, max=16.0, step=0.5, tooltip="Weight of a view pixel = cos(view ray, normal)^k (SyncMVD: k up to 6); 0 = plain average."),
                 io.Combo.Input("sampling", options=["nearest", "bilinear"], default="nearest", tooltip="Texture lookup when rendering (paper: nearest)."),
-                io.Combo.Input("backend", options=list(BACKENDS), default="auto", tooltip="Rasteriser: auto picks nvdiffrast on CUDA if installed (untested), else embree ray casting, else pure torch."),
+                io.Combo.Input("backend", options=list(BACKENDS), default="auto", tooltip="Rasteriser: auto picks the verified ones: embree ray casting when installed, else pure torch. nvdiffrast (CUDA) is opt-in and UNVERIFIED until scripts/gpu_check.py has passed on it."),
             ],
             outputs=[SyncProjector.Output("projector")],
         )

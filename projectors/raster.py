@@ -10,11 +10,14 @@ Back-ends:
 * ``"embree"``: exact ray casting with trimesh + embreex (CPU, the default when installed);
 * ``"torch"``: a pure-torch barycentric z-buffer rasteriser (always available; the reference twin);
 * ``"nvdiffrast"``: NVIDIA's CUDA rasteriser for CUDA tensors. Written against nvdiffrast's documented
-  API but UNTESTED here (no GPU in the development machine).
+  API but UNVERIFIED: it has never run in this pack's tests (no GPU there). Opt-in only (``"auto"`` never
+  picks it) and logged as unverified when chosen, until ``scripts/gpu_check.py`` has compared it with
+  the torch rasteriser on a GPU (face ids and depth) and it is added to ``VERIFIED_BACKENDS``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,6 +28,9 @@ from ..assets.cameras import Camera, CameraRig
 from ..assets.mesh_data import MeshData
 
 BACKENDS = ("auto", "embree", "torch", "nvdiffrast")
+VERIFIED_BACKENDS = ("embree", "torch")  # run and compared in the test suite; "auto" picks only these
+UNVERIFIED_NOTE = "nvdiffrast is UNVERIFIED (never run by the pack's tests; scripts/gpu_check.py compares it with torch on a GPU)"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,8 +88,9 @@ def available_backends() -> list[str]:
 
 
 def preferred_device(backend: str = "auto") -> torch.device:
-    """Where ``backend`` rasterises fastest: CUDA for nvdiffrast (when importable with a GPU), else the CPU."""
-    if backend in ("auto", "nvdiffrast") and "nvdiffrast" in available_backends():
+    """Where ``backend`` rasterises: CUDA for an explicitly chosen nvdiffrast (when importable with a GPU),
+    else the CPU (``"auto"`` picks only verified back-ends, which run on the CPU)."""
+    if backend == "nvdiffrast" and "nvdiffrast" in available_backends():
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -93,11 +100,11 @@ def _pick_backend(backend: str, device: torch.device) -> str:
         raise ValueError(f"raster backend must be one of {BACKENDS}, got {backend!r}")
     have = available_backends()
     if backend == "auto":
-        if device.type == "cuda" and "nvdiffrast" in have:
-            return "nvdiffrast"
         return "embree" if "embree" in have else "torch"
     if backend not in have:
         raise ValueError(f"raster backend {backend!r} is not available here (available: {have})")
+    if backend not in VERIFIED_BACKENDS:
+        log.warning("SyncCanvas raster: %s", UNVERIFIED_NOTE)
     return backend
 
 

@@ -226,8 +226,11 @@ class SplatProjector(Projector):
         return self.fill(self.aggregate(views, iterations=iterations, tolerance=tolerance))
 
     def turntable(self, colors: torch.Tensor, frames: int = 24, size: int = 512, elevation: float = 15.0,
-                  fov_deg: float = 50.0, background: float = 1.0) -> torch.Tensor:
-        """Renders ``[frames, C, size, size]`` of colours ``[C, G]`` turning once around the scene."""
+                  fov_deg: float = 50.0, background: float = 1.0, backend: str = "torch",
+                  device: torch.device | str | None = None) -> torch.Tensor:
+        """Renders ``[frames, C, size, size]`` of colours ``[C, G]`` turning once around the scene (on the
+        colours' device). ``backend="gsplat"`` renders with gsplat on ``device`` (default ``cuda``; opt-in,
+        unverified, see ``splat_render.render``); "torch" computes compositing weights on the CPU."""
         if frames < 1 or size < 1:
             raise ValueError(f"frames and size must be >= 1, got {frames} and {size}")
         means, quats, log_scales, opacities = self.geometry
@@ -235,8 +238,13 @@ class SplatProjector(Projector):
         distance = fit_distance(torch.tensor([[radius, 0.0, 0.0]]).numpy(), fov_deg)
         views = [(360.0 * k / frames, elevation) for k in range(frames)]
         cams = orbit_cameras(views, centre, distance, fov_deg, size, size, self.cameras.up)
-        image, alpha, _ = render(means, quats, log_scales, opacities, colors.detach().float().cpu(), cams)
-        return image + (1 - alpha) * background
+        if backend == "gsplat":
+            where = torch.device(device if device is not None else "cuda")
+            scene = [t.to(where) for t in (means, quats, log_scales, opacities, colors.detach().float())]
+            image, alpha, _ = render(*scene, cams, backend="gsplat")
+        else:
+            image, alpha, _ = render(means, quats, log_scales, opacities, colors.detach().float().cpu(), cams, backend)
+        return (image + (1 - alpha) * background).to(colors.device)
 
     # ----------------------------------------------------------------------------------------------
     def rescaled(self, factor: int) -> "SplatProjector":

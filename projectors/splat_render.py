@@ -11,14 +11,15 @@ J W Sigma W^T J^T + 0.3 I, the x/z and y/z of the Jacobian clamped to 1.3 x the 
 a square 3-sigma footprint, alpha < 1/255 skipped, alpha clamped to 0.99, and a pixel stops before
 the gaussian that would bring its transmittance below 1e-4. Background is 0 (linear map).
 
-``render`` picks gsplat on CUDA when it is installed (not tested here: no GPU in CI) and the
-pure-torch weights path otherwise.
+``render`` uses the pure-torch weights path; gsplat is an opt-in, UNVERIFIED back-end for renders of
+CUDA tensors (``backend="gsplat"``; ``scripts/gpu_check.py`` compares the two on a GPU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import logging
 import math
 import warnings
 
@@ -31,6 +32,7 @@ ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
 T_MIN = 1e-4
 EWA_BLUR = 0.3
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -394,15 +396,16 @@ def render(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render colours ``[C, G]`` -> (image ``[N, C, H, W]``, alpha ``[N, 1, H, W]``, depth ``[N, 1, H, W]``).
 
-    ``backend``: "torch" (reference, any device), "gsplat" (CUDA; raises if unavailable) or "auto"
-    (gsplat when the data is on CUDA and gsplat imports, else torch). Background is 0.
+    ``backend``: "torch" (the compositing weights; reference, any device; what "auto" picks) or "gsplat"
+    (opt-in, CUDA tensors, needs the gsplat package; UNVERIFIED until ``scripts/gpu_check.py`` has
+    compared its renders with the weights path on a GPU; logged as such). Background is 0.
     """
     if backend not in ("auto", "torch", "gsplat"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'gsplat', got {backend!r}")
-    use_gsplat = backend == "gsplat" or (backend == "auto" and _gsplat_available(means.device))
-    if use_gsplat:
+    if backend == "gsplat":
         if not _gsplat_available(means.device):
-            raise RuntimeError("backend='gsplat' needs the gsplat package and CUDA tensors")
+            raise RuntimeError(f"backend='gsplat' needs the gsplat package and CUDA tensors (got {means.device})")
+        log.warning("SyncCanvas splat render: gsplat is UNVERIFIED (scripts/gpu_check.py compares it with the weights path)")
         return _render_gsplat(means, quats, log_scales, opacities, colors, cameras)
     wts = compositing_weights(means, quats, log_scales, opacities, cameras)
     image = composite(wts, colors.detach().float().to(wts.device)).to(colors.device)
