@@ -104,3 +104,22 @@ def test_cases_1_to_6_agree_on_a_one_to_one_anagram_in_every_family(tiny, name, 
     spread = max(float((runs[c] - runs[1]).abs().max()) for c in runs) / scale
     assert spread < 1e-4, spread
     assert float((runs[1] - run_sampler(model, pos, neg, projector, mode="case_0")[0]["samples"]).abs().max()) / scale > 1e-3
+
+
+def test_the_tiny_sd3_is_what_comfyuis_own_detection_loads_from_its_weights(tiny):
+    """SD3's detection reads its width from the weights (64 per joint block), so the tiny SD3 round-trips
+    through ComfyUI's file loader path (UNETLoader's load_diffusion_model_state_dict) and predicts the same.
+    (SD1.5/SD2/SDXL detection pins model_channels 320 and SDXL's depths, Flux's pins hidden size 3072.)"""
+    import comfy.sd
+    import comfy.supported_models
+
+    model = tiny.family_model("sd3")
+    state = {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
+    loaded = comfy.sd.load_diffusion_model_state_dict(state, model_options={"dtype": torch.float32})
+    assert isinstance(loaded.model.model_config, comfy.supported_models.SD3)
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = tiny.family_conditioning("sd3", 0)[0]
+    with torch.inference_mode():
+        outs = [m.model.apply_model(x, torch.tensor([0.5]), c_crossattn=cond[0], y=cond[1]["pooled_output"])
+                for m in (model, loaded)]
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
