@@ -270,3 +270,22 @@ def test_a_model_given_as_a_path_is_linked_into_the_models_folder(tmp_path):
     assert link_model_file("plain_name.safetensors", models, "checkpoints") == "plain_name.safetensors"
     with pytest.raises(SystemExit, match="does not exist"):
         link_model_file(str(tmp_path / "missing" / "x.safetensors"), models, "checkpoints")
+
+
+def test_workflows_beyond_sd15_ship_with_their_familys_loaders():
+    """Issue 11: SDXL and Flux have workflows of their own, loaded the way those families are."""
+    entries = shipped_workflows(REPO)
+    by_family: dict = {}
+    for entry in entries:
+        by_family.setdefault(entry.get("family", "sd15"), []).append(entry)
+    assert {"sd15", "sdxl", "flux"} <= set(by_family)
+    for entry in by_family["flux"]:
+        types = {node["class_type"] for node in json.loads(entry["api"].read_text()).values()}
+        assert {"UNETLoader", "DualCLIPLoader", "VAELoader", "FluxGuidance"} <= types, entry["id"]
+        assert "CheckpointLoaderSimple" not in types
+    sdxl_types = set().union(*({node["class_type"] for node in json.loads(e["api"].read_text()).values()}
+                               for e in by_family["sdxl"]))
+    assert {"CheckpointLoaderSimple", "ControlNetLoader", "SyncCanvasMeshProjector"} <= sdxl_types
+    ids = {e["id"] for e in entries}
+    assert {"sdxl_mesh_texturing_depth", "sdxl_panorama360_stochsync", "flux_wide_panorama",
+            "flux_panorama360_stochsync"} <= ids
