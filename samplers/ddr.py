@@ -26,17 +26,14 @@ from typing import Callable
 import torch
 
 from .ddim import ddim_noise_share
-from .engine import Denoiser, Engine, check_sigmas
+from .engine import Denoiser, Engine, SyncResult, check_eta, check_sigmas
 from .model_sampling import scaling_coefficients
 
 
 @dataclass
-class DDRResult:
-    """What ``sample_ddr`` returns (field names shared with the engine's SyncResult)."""
+class DDRResult(SyncResult):
+    """``SyncResult`` (canonical = theta's canonical value, views = the renders f(theta, pi)) + the walk."""
 
-    canonical: torch.Tensor  # [C, *S] final canonical (theta's canonical value)
-    views: torch.Tensor  # [N, C, h, w] final renders f(theta, pi)
-    model_evals: int  # view-denoiser evaluations (one per view per reverse step)
     schedule: list[tuple[int, int]] = field(default_factory=list)  # (from, to) sigma indices walked
 
 
@@ -53,8 +50,7 @@ def langevin_fraction(s: float, s_next: float, eta: float) -> float:
     ``eta * sqrt(1 - s_next^2 / s^2)``: DDIM's stochastic std divided by the next total noise std
     (note 1.10.1); the engine's ``ddim_noise_share`` computes the same number from alpha-bar.
     """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    check_eta(eta)
     return eta * math.sqrt(min(max(1 - (s_next / s) ** 2, 0.0), 1.0))
 
 
@@ -130,8 +126,7 @@ def sample_ddr(
         check_cancel: called between model calls; raises to cancel.
     """
     sigmas = check_sigmas(sigmas)
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    check_eta(eta)
     projector = representation.projector
     like = representation.render([0])
     canvas_shape = (like.shape[1], *projector.canonical_shape)
@@ -163,4 +158,5 @@ def sample_ddr(
             eps = math.sqrt(1 - c * c) * eps + c * fresh()
         if callback is not None:
             callback(k, len(schedule), representation.canonical())
-    return DDRResult(representation.canonical(), representation.render(all_views), engine.model_evals, schedule)
+    return DDRResult(canonical=representation.canonical(), views=representation.render(all_views),
+                     model_evals=engine.model_evals, schedule=schedule)

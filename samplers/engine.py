@@ -40,9 +40,10 @@ class SyncResult:
 
     canonical: torch.Tensor  # [C, *S] final canonical latent (model space), filled where uncovered
     views: torch.Tensor  # [N, C, h, w] final view latents
-    canonical_rgb: torch.Tensor | None  # [3, *S_rgb] when rgb_fuse is given (final RGB synchronization)
-    views_rgb: torch.Tensor | None  # [N, 3, H, W] the RGB views projected from canonical_rgb
-    model_evals: int  # view-denoiser evaluations (one per view per call)
+    canonical_rgb: torch.Tensor | None = None  # [3, *S_rgb] when rgb_fuse is given (final RGB synchronization)
+    views_rgb: torch.Tensor | None = None  # [N, 3, H, W] the RGB views projected from canonical_rgb
+    model_evals: int = 0  # view-denoiser evaluations (one per view per call)
+    # the fuse rules add what they report: DDR its walked schedule, DDE its fuse rule, SyncDiffusion its loss
 
 
 def module_on(module, device: torch.device | str):
@@ -79,6 +80,24 @@ def check_sigmas(sigmas: torch.Tensor, allow_final_zero: bool = True) -> torch.T
     if not allow_final_zero and (sigmas == 0).any():
         raise ValueError(f"sigmas must all be > 0 here, got {sigmas.tolist()}")
     return sigmas
+
+
+def check_eta(eta) -> float:
+    """DDIM stochasticity: a number in [0, 1] (0 deterministic, 1 fresh noise each step), else ValueError."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+    return float(eta)
+
+
+def run_preamble(sigmas, projector: Projector, noise: torch.Tensor, latent_image=None, generator=None,
+                 max_views_per_batch=None, rgb_fuse=None, eta: float = 0.0):
+    """What every sampler checks and converts first: ``(sigmas, noise, latent_image)`` with the sigmas
+    checked (``check_sigmas``), eta in [0, 1], shapes and options checked (``check_inputs``), and noise and
+    start latent in the working precision (float32; float64 stays)."""
+    sigmas = check_sigmas(sigmas)
+    check_eta(eta)
+    check_inputs(projector, noise, latent_image, generator, max_views_per_batch, rgb_fuse)
+    return sigmas, in_working_precision(noise), in_working_precision(latent_image)
 
 
 def check_inputs(projector: Projector, noise: torch.Tensor, latent_image, generator, max_views_per_batch, rgb_fuse):

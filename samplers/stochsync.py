@@ -24,7 +24,7 @@ import torch
 
 from ..projectors.base import Projector
 from .ddim import ddim_step, predicted_eps
-from .engine import Denoiser, Engine, RGBFuse, SyncResult, check_inputs, check_sigmas, in_working_precision
+from .engine import Denoiser, Engine, RGBFuse, SyncResult, run_preamble
 from .model_sampling import fraction_at_sigma, sigma_at_fraction
 
 
@@ -222,11 +222,10 @@ def sample_stochsync(
             the final band width as a fraction of the half-size.
         Others as in :func:`sample_synchronized`. ``model_evals`` = :func:`planned_model_evals` of the plan.
     """
-    sigmas = check_sigmas(sigmas)
     if not 0.0 <= boundary_width <= 1.0:
         raise ValueError(f"boundary_width must be in [0, 1], got {boundary_width!r}")
-    check_inputs(projector, noise, latent_image, generator, max_views_per_batch, rgb_fuse)
-    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
+    sigmas, noise, latent_image = run_preamble(sigmas, projector, noise, latent_image, generator, max_views_per_batch,
+                                               rgb_fuse)
     engine = Engine(denoiser, projector, model_sampling, noise, generator, max_views_per_batch, rgb_fuse, check_cancel)
     projector = engine.projector
     ms = model_sampling

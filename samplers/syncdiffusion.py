@@ -22,16 +22,15 @@ from typing import Callable
 import torch
 
 from .ddim import ddim_noise_share, noise_term, posterior_mean, predicted_eps
-from .engine import Denoiser, Engine, check_inputs, check_sigmas, in_working_precision
+from .engine import Denoiser, Engine, SyncResult, run_preamble
 from .syncdiffusion_losses import PerceptualLoss, weight_free_loss
 
 
 @dataclass
-class SyncDiffusionResult:
-    canonical: torch.Tensor  # [C, *S] final canvas (model space)
-    views: torch.Tensor  # [N, C, h, w] final windows
-    model_evals: int  # view-denoiser evaluations, gradient passes included
-    loss_name: str  # which perceptual loss guided the run (reported to the user)
+class SyncDiffusionResult(SyncResult):
+    """``SyncResult`` (model_evals counts gradient passes too) + which loss guided the run."""
+
+    loss_name: str = ""  # which perceptual loss guided the run (reported to the user)
 
 
 def guidance_weights(
@@ -120,13 +119,10 @@ def sample_syncdiffusion(
         generator, max_views_per_batch, callback, check_cancel: as ``sample_synchronized``.
     With ``weight=0`` this is exactly ``sample_synchronized(case=6)`` (MultiDiffusion).
     """
-    sigmas = check_sigmas(sigmas)
-    check_inputs(projector, noise, latent_image, generator, None, None)
-    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
+    sigmas, noise, latent_image = run_preamble(sigmas, projector, noise, latent_image, generator, max_views_per_batch,
+                                               None, eta)
     if not 0 <= anchor_view < projector.n_views:
         raise ValueError(f"anchor_view {anchor_view} out of range for {projector.n_views} views")
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
     loss = (loss if loss is not None else weight_free_loss()).to(noise.device)  # the run's copy
     engine = Engine(denoiser, projector, model_sampling, noise, generator, max_views_per_batch, None, check_cancel)
     projector = engine.projector
@@ -160,4 +156,5 @@ def sample_syncdiffusion(
         if callback is not None:
             callback(k, steps, x)
     result = engine.result(x, projector.project(x))
-    return SyncDiffusionResult(result.canonical, result.views, result.model_evals, loss.name)
+    return SyncDiffusionResult(canonical=result.canonical, views=result.views, model_evals=result.model_evals,
+                               loss_name=loss.name)

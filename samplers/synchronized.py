@@ -27,7 +27,7 @@ import torch
 
 from ..projectors.base import Projector
 from .ddim import ddim_noise_share, noise_term, posterior_mean, predicted_eps, x0_from_eps
-from .engine import Denoiser, Engine, RGBFuse, SyncResult, check_inputs, check_sigmas, in_working_precision
+from .engine import Denoiser, Engine, RGBFuse, SyncResult, run_preamble
 from .model_sampling import scaling_coefficients
 
 
@@ -156,11 +156,8 @@ def sample_synchronized(
         :class:`SyncResult` (canonical filled by nearest covered texel where no view sees it).
     """
     spec = get_case(case)
-    sigmas = check_sigmas(sigmas)
-    if not (isinstance(eta, (int, float)) and 0.0 <= eta <= 1.0):
-        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    check_inputs(projector, noise, latent_image, generator, max_views_per_batch, rgb_fuse)
-    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
+    sigmas, noise, latent_image = run_preamble(sigmas, projector, noise, latent_image, generator, max_views_per_batch,
+                                               rgb_fuse, eta)
     if rgb_fuse is not None and rgb_fuse.every_step and spec.synced != "x0":
         raise ValueError(f"rgb_fuse.every_step fuses x0, so it needs case 2 or 5, got case={case}")
     engine = Engine(denoiser, projector, model_sampling, noise, generator, max_views_per_batch, rgb_fuse, check_cancel)

@@ -15,7 +15,7 @@ import torch
 
 from ...projectors.base import Projector
 from ..ddim import ddim_noise_share
-from ..engine import Denoiser, Engine, SyncResult, check_inputs, check_sigmas, module_on, in_working_precision
+from ..engine import Denoiser, Engine, SyncResult, module_on, run_preamble
 from ..synchronized import CASES, sync_step
 from .coordinator import Coordinator
 
@@ -116,11 +116,8 @@ def sample_dde(
     averaging and ``fuse_rule`` reports it. The denoiser should return CFG-combined x0; CFG *through*
     the coordinator needs cond/uncond x0 separately (``dde_fuse_cfg``).
     """
-    sigmas = check_sigmas(sigmas)
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-    check_inputs(projector, noise, latent_image, generator, max_views_per_batch, None)
-    noise, latent_image = in_working_precision(noise), in_working_precision(latent_image)
+    sigmas, noise, latent_image = run_preamble(sigmas, projector, noise, latent_image, generator, max_views_per_batch,
+                                               None, eta)
     args = (denoiser, projector, model_sampling, noise, generator, max_views_per_batch, None, check_cancel)
     if coordinator is None:
         engine, rule = Engine(*args), AVERAGING
