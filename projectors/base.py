@@ -323,16 +323,11 @@ class Projector:
         Uses scipy's exact Euclidean distance transform on the canonical grid; ``covered`` defaults to
         ``self.coverage()``. Returns ``z`` unchanged when everything (or nothing) is covered.
         """
-        from scipy.ndimage import distance_transform_edt
-
         covered = self.coverage() if covered is None else covered
         covered_np = covered.detach().cpu().numpy().astype(bool).reshape(self.canonical_shape)
         if covered_np.all() or not covered_np.any():
             return z
-        check_cancel()  # scipy's transform itself cannot be interrupted: check before it starts
-        _, nearest = distance_transform_edt(~covered_np, return_indices=True)
-        flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), covered_np.shape), device=z.device).reshape(-1)
-        return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
+        return fill_from_sources(z, *voronoi_sources(covered_np))
 
     # ----------------------------------------------------------------------------------------------
     # StochSync: groups of views that share no canonical element
@@ -474,6 +469,45 @@ def conjugate_gradient(normal_operator, rhs, start, inv_diag, mask, tolerance: f
         done += 1
     relative = float((norm(r) / scale).max())
     return z, SolveReport(done, relative, relative <= tolerance)
+
+
+def voronoi_sources(covered: np.ndarray, wrap_columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The Voronoi fill of a 2-D grid as index pairs: (uncovered flat indices ``[M]``, the flat index of
+    the nearest covered element of each ``[M]``), both int64. scipy's exact EDT with indices only (no
+    distance array); only the M uncovered elements are indexed afterwards.
+
+    ``wrap_columns``: columns wrap around (360 panoramas): an element near the last column may take its
+    value from one just past it at the first. The mask is padded by W/2 wrapped columns on each side
+    (enough: no wrapped horizontal distance exceeds W/2) and source columns are taken modulo W.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    check_cancel()  # scipy's transform itself cannot be interrupted: check before it starts
+    uncovered = np.flatnonzero(~covered)
+    if not wrap_columns:  # any number of dimensions
+        nearest = distance_transform_edt(~covered, return_distances=False, return_indices=True)
+        coords = np.unravel_index(uncovered, covered.shape)
+        return uncovered, np.ravel_multi_index(tuple(n[coords] for n in nearest), covered.shape).astype(np.int64)
+    h, w = covered.shape
+    pad = w // 2
+    wide = np.concatenate([covered[:, w - pad :], covered, covered[:, :pad]], axis=1)
+    nearest = distance_transform_edt(~wide, return_distances=False, return_indices=True)  # [2, h, w + 2 pad]
+    del wide
+    rows, cols = np.divmod(uncovered, w)
+    src_rows = nearest[0][rows, cols + pad].astype(np.int64)
+    src_cols = (nearest[1][rows, cols + pad].astype(np.int64) - pad) % w
+    return uncovered, src_rows * w + src_cols
+
+
+def fill_from_sources(z: torch.Tensor, uncovered, sources, chunk: int = 1 << 22) -> torch.Tensor:
+    """``z`` ``[C, *S]`` with ``z[:, uncovered] = z[:, sources]`` (flat indices), copied in chunks of
+    ``chunk`` elements so no index temporary grows with the canvas."""
+    out = z.reshape(z.shape[0], -1).clone()
+    uncovered, sources = torch.as_tensor(uncovered), torch.as_tensor(sources)
+    for start in range(0, len(uncovered), chunk):
+        dst = uncovered[start : start + chunk].to(z.device)
+        out[:, dst] = out[:, sources[start : start + chunk].to(z.device)]
+    return out.reshape(z.shape)
 
 
 def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> torch.Tensor:

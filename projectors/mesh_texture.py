@@ -18,7 +18,7 @@ import torch
 
 from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
-from .base import Projector, SparseViewMap, working_dtype
+from .base import Projector, SparseViewMap, fill_from_sources, voronoi_sources, working_dtype
 from .grid import grid_taps
 from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix
 from .raster import RasterResult, preferred_device, rasterize
@@ -188,18 +188,14 @@ class MeshTextureProjector(Projector):
         if mask.all() or not mask.any():
             return z
         key = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).hexdigest()
-        flat = self._fill_cache.get(key)
-        if flat is None:
-            from scipy.ndimage import distance_transform_edt
-
-            _, nearest = distance_transform_edt(~mask, return_indices=True)
-            flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), mask.shape), device="cpu").reshape(-1)
-            self._fill_cache[key] = flat
+        pairs = self._fill_cache.get(key)
+        if pairs is None:
+            pairs = voronoi_sources(mask)
+            self._fill_cache[key] = pairs
             if len(self._fill_cache) > 8:
                 self._fill_cache.popitem(last=False)
         self._fill_cache.move_to_end(key)
-        flat = flat.to(z.device)
-        return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
+        return fill_from_sources(z, *pairs)
 
     def bake(self, w: torch.Tensor, previous: torch.Tensor | None = None, views=None) -> torch.Tensor:
         """Fuse views ``[n, C, h, w]`` into a complete texture ``[C, T, T]``: aggregate, then fill."""

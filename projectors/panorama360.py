@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import Projector, divide_size, greedy_disjoint_groups
+from .base import Projector, divide_size, fill_from_sources, greedy_disjoint_groups, voronoi_sources
 from .grid import grid_taps, nearest_grid_taps
 
 SYNCTWEEDIES_YAWS = tuple(range(0, 360, 45))  # A1.2: 8 views, 45 degree steps, pitch 0, fov 72
@@ -185,19 +185,11 @@ class EquirectProjector(Projector):
         from a covered texel just past it at lon -180. The coverage mask is padded by W/2 wrapped
         columns on each side (enough: no wrapped horizontal distance exceeds W/2), filled with scipy's
         exact EDT, and the source columns are taken modulo W."""
-        from scipy.ndimage import distance_transform_edt
-
         covered = self.coverage() if covered is None else covered
         mask = covered.detach().cpu().numpy().astype(bool).reshape(self.canonical_shape)
         if mask.all() or not mask.any():
             return z
-        h, w = self.canonical_shape
-        pad = w // 2
-        wide = np.concatenate([mask[:, w - pad :], mask, mask[:, :pad]], axis=1)
-        _, (rows, cols) = distance_transform_edt(~wide, return_indices=True)
-        rows, cols = rows[:, pad : pad + w], (cols[:, pad : pad + w] - pad) % w
-        flat = torch.as_tensor(rows * w + cols, device=z.device).reshape(-1)
-        return z.reshape(z.shape[0], -1)[:, flat].reshape(z.shape)
+        return fill_from_sources(z, *voronoi_sources(mask, wrap_columns=True))
 
     def depth_views(self, depth: torch.Tensor, radial: bool = True) -> torch.Tensor:
         """Per-view depth renders ``[N, 1, h, w]`` from a 360 depth map ``[H, W]`` or ``[1, H, W]``.

@@ -262,3 +262,24 @@ def test_fill_wraps_around_the_seam():
     assert (filled[0, :, w - 3 :] == 1.0).all()  # the last columns take the value across the seam
     assert (filled[0, :, w // 2 - 3 : w // 2 + 4] == 2.0).all()
     assert torch.equal(filled[:, covered], z[:, covered])
+
+
+def test_voronoi_sources_match_the_full_index_map_fill():
+    """Indices-only, uncovered-only Voronoi fill = the old whole-canvas gather through the EDT's full
+    index map (wrapped for 360, plain otherwise; ties resolved by the same transform)."""
+    import numpy as np
+    from scipy.ndimage import distance_transform_edt
+
+    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+
+    rng = np.random.default_rng(0)
+    covered = rng.random((24, 48)) < 0.05
+    z = torch.randn(2, 24, 48, dtype=torch.float64)
+    _, nearest = distance_transform_edt(~covered, return_indices=True)
+    old = z.reshape(2, -1)[:, torch.as_tensor(np.ravel_multi_index(tuple(nearest), covered.shape))].reshape(z.shape)
+    torch.testing.assert_close(fill_from_sources(z, *voronoi_sources(covered), chunk=7), old)
+    wide = np.concatenate([covered[:, 24:], covered, covered[:, :24]], axis=1)
+    _, (rows, cols) = distance_transform_edt(~wide, return_indices=True)
+    flat = rows[:, 24:72] * 48 + (cols[:, 24:72] - 24) % 48
+    old = z.reshape(2, -1)[:, torch.as_tensor(flat).reshape(-1)].reshape(z.shape)
+    torch.testing.assert_close(fill_from_sources(z, *voronoi_sources(covered, wrap_columns=True)), old)
