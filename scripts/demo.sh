@@ -5,13 +5,16 @@
 #   scripts/demo.sh [CHECKPOINT]
 #
 #   CHECKPOINT / $SYNC_CHECKPOINT  a checkpoint: a path to the file, or its name in your ComfyUI's models/checkpoints (e.g.
-#                                  v1-5-pruned-emaonly.safetensors). Without one, a tiny random-weight
-#                                  demo model is built and used: the run is real, the picture is noise.
+#                                  v1-5-pruned-emaonly.safetensors). Without one, the pack's demo model
+#                                  (trained on procedural landscapes, scripts/train_demo_model.py) is built
+#                                  from assets/weights and run at its own size (256 px views, <= 12 steps):
+#                                  a recognisable landscape panorama. It paints five scene classes
+#                                  (mountains, desert, ocean, night, forest); other prompts are replaced.
 #   $SYNC_CONTROLNET               depth ControlNet (path or name) for the depth workflows with your checkpoint
 #   $SYNC_WORKFLOW                 workflow to run (default: workflows/api/wide_panorama.json, else the
 #                                  first workflows/api/*.json; UI files from example_workflows/ work too)
-#   $SYNC_FAST                     1: fewer steps, smaller canvas (default with the demo model, which is
-#                                  slow at full size on a CPU and makes noise anyway); 0: as shipped
+#   $SYNC_FAST                     1: the smallest sizes and 2 steps (a smoke run); 0 (default): as shipped
+#                                  with your checkpoint, the demo model's own size without one
 #   $SYNC_OUTPUT                   where to copy the outputs (default: ./output)
 #   $COMFYUI_PATH                  an existing ComfyUI checkout (default: the one scripts/setup.sh provides)
 set -euo pipefail
@@ -40,8 +43,9 @@ if [[ -n "$checkpoint" ]]; then
   args+=(--checkpoint "$checkpoint")
   fast="${SYNC_FAST:-0}"
 else
-  echo "demo: no checkpoint given (first argument or SYNC_CHECKPOINT): using the tiny random-weight demo model" >&2
-  fast="${SYNC_FAST:-1}"
+  echo "demo: no checkpoint given (first argument or SYNC_CHECKPOINT): using the demo model (landscapes) at its own size" >&2
+  fast="${SYNC_FAST:-0}"
+  [[ "$fast" != 1 ]] && args+=(--demo-size)
 fi
 [[ -n "${SYNC_CONTROLNET:-}" ]] && args+=(--controlnet "$SYNC_CONTROLNET")
 [[ "$fast" == 1 ]] && args+=(--fast)

@@ -54,17 +54,17 @@ RGB_TO_LATENT = torch.tensor([[1 / math.sqrt(3)] * 3,
 def rgb_to_latent(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] with H, W multiples of 8 -> (B, 4, H/8, W/8) raw latent (as the VAE encodes)."""
     blocks = F.avg_pool2d(rgb, 8) if rgb.shape[-1] % 8 == 0 and rgb.shape[-1] >= 8 else rgb
-    return RGB_TO_LATENT_GAIN * torch.einsum("ci,bihw->bchw", RGB_TO_LATENT, blocks - 0.5)
+    return RGB_TO_LATENT_GAIN * torch.einsum("ci,...ihw->...chw", RGB_TO_LATENT, blocks - 0.5)
 
 
 def block_colours_to_latent(blocks: torch.Tensor) -> torch.Tensor:
     """(B, 3, h, w) block-mean colours -> (B, 4, h, w) raw latent."""
-    return RGB_TO_LATENT_GAIN * torch.einsum("ci,bihw->bchw", RGB_TO_LATENT, blocks - 0.5)
+    return RGB_TO_LATENT_GAIN * torch.einsum("ci,...ihw->...chw", RGB_TO_LATENT, blocks - 0.5)
 
 
 def latent_to_block_colours(latent: torch.Tensor) -> torch.Tensor:
     """(B, 4, h, w) raw latent -> (B, 3, h, w) colours (unclamped): what the decoder puts in each 8x8 block."""
-    return 0.5 + torch.einsum("ci,bchw->bihw", RGB_TO_LATENT, latent) / RGB_TO_LATENT_GAIN
+    return 0.5 + torch.einsum("ci,...chw->...ihw", RGB_TO_LATENT, latent) / RGB_TO_LATENT_GAIN
 
 
 # ------------------------------------------------------------------------------------------ narrow UNet

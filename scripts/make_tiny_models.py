@@ -6,6 +6,7 @@
 Writes (skipping files that already exist):
     OUT_DIR/checkpoints/sync_canvas_tiny_sd15.safetensors      ~271 MB: tiny SD1.5-layout UNet, TAESD VAE, full CLIP-L
     OUT_DIR/controlnet/sync_canvas_tiny_controlnet.safetensors  ~20 MB: ldm-format ControlNet matching the tiny UNet
+    OUT_DIR/controlnet/sync_canvas_demo_controlnet.safetensors  ~36 MB: zero-output ControlNet in its layout
     OUT_DIR/checkpoints/sync_canvas_demo_landscapes.safetensors ~310 MB: the demo model that paints landscapes
         (assets/weights/sync_canvas_demo_unet.safetensors padded to SD1.5 width, written-down TAESD and CLIP;
         see scripts/demo_model.py); rebuilt when the shipped weights change
@@ -30,6 +31,7 @@ import time
 CHECKPOINT_NAME = "sync_canvas_tiny_sd15.safetensors"
 CONTROLNET_NAME = "sync_canvas_tiny_controlnet.safetensors"
 DEMO_CHECKPOINT_NAME = "sync_canvas_demo_landscapes.safetensors"
+DEMO_CONTROLNET_NAME = "sync_canvas_demo_controlnet.safetensors"
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEMO_UNET_FILE = REPO / "assets" / "weights" / "sync_canvas_demo_unet.safetensors"
 
@@ -98,6 +100,28 @@ def build_controlnet():
     return controlnet
 
 
+# The demo UNet's layout (scripts/demo_model.py NarrowUNet, padded): two levels, transformers at the second.
+_DEMO_UNET_CONFIG = dict(_UNET_CONFIG, num_res_blocks=[1, 1], channel_mult=[1, 1], transformer_depth=[0, 1],
+                         transformer_depth_middle=1)
+
+
+def build_demo_controlnet():
+    """A ControlNet for the demo UNet's layout as ControlNet training starts: zero output convolutions, so it
+    runs through ComfyUI's ControlNet code and adds exactly nothing (no depth-trained demo ControlNet exists)."""
+    import torch
+    import comfy.ops
+    from comfy.cldm.cldm import ControlNet
+
+    controlnet = ControlNet(hint_channels=3, dtype=torch.float32, device="cpu",
+                            operations=comfy.ops.disable_weight_init, **_DEMO_UNET_CONFIG)
+    _fill_deterministically(controlnet, 0.02)
+    with torch.no_grad():
+        for name, param in controlnet.named_parameters():
+            if name.startswith(("zero_convs.", "middle_block_out.")):
+                param.zero_()
+    return controlnet
+
+
 def build_taesd():
     import torch
     from comfy.taesd.taesd import TAESD
@@ -160,13 +184,15 @@ def _demo_is_current(path: pathlib.Path, unet_file: pathlib.Path) -> bool:
 
 def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=print) -> dict:
     """Builds whichever tiny files are missing (or, for the demo model, stale) under out_dir.
-    Returns {"checkpoints": path, "controlnet": path, "demo": path}."""
+    Returns {"checkpoints": path, "controlnet": path, "demo": path, "demo_controlnet": path} (no demo
+    entries when the demo weights are not in the repository)."""
     paths = {"checkpoints": out_dir / "checkpoints" / CHECKPOINT_NAME,
              "controlnet": out_dir / "controlnet" / CONTROLNET_NAME,
-             "demo": out_dir / "checkpoints" / DEMO_CHECKPOINT_NAME}
+             "demo": out_dir / "checkpoints" / DEMO_CHECKPOINT_NAME,
+             "demo_controlnet": out_dir / "controlnet" / DEMO_CONTROLNET_NAME}
     if not DEMO_UNET_FILE.is_file():
         log(f"tiny models: no demo weights at {DEMO_UNET_FILE} (scripts/train_demo_model.py writes them): demo model skipped")
-        del paths["demo"]
+        del paths["demo"], paths["demo_controlnet"]
     elif paths["demo"].is_file() and not _demo_is_current(paths["demo"], DEMO_UNET_FILE):
         log(f"tiny models: {paths['demo']} was built from other weights than {DEMO_UNET_FILE}: rebuilding")
         paths["demo"].unlink()
@@ -183,17 +209,19 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
                                 **_to_fp16_state(build_clip(), "cond_stage_model.")},
         "controlnet": lambda: _to_fp16_state(build_controlnet(), ""),
         "demo": build_demo_checkpoint,
+        "demo_controlnet": lambda: _to_fp16_state(build_demo_controlnet(), ""),
     }
     metadata = {"checkpoints": {"sync_canvas": "tiny random-weight test model"},
                 "controlnet": {"sync_canvas": "tiny random-weight test model"},
                 "demo": {"sync_canvas": "demo model trained on procedural landscapes (scripts/train_demo_model.py)",
-                         "demo_unet_sha256": file_sha256(DEMO_UNET_FILE) if DEMO_UNET_FILE.is_file() else ""}}
+                         "demo_unet_sha256": file_sha256(DEMO_UNET_FILE) if DEMO_UNET_FILE.is_file() else ""},
+                "demo_controlnet": {"sync_canvas": "zero-output ControlNet in the demo model's layout"}}
     for kind, path in paths.items():
         if path.is_file():
             log(f"tiny models: keep {path}")
             continue
         start = time.perf_counter()
-        torch.manual_seed({"checkpoints": 0, "controlnet": 1, "demo": 2}[kind])  # per file, so either can be rebuilt alone
+        torch.manual_seed({"checkpoints": 0, "controlnet": 1, "demo": 2, "demo_controlnet": 3}[kind])  # per file, so either can be rebuilt alone
         with torch.inference_mode():
             state = builders[kind]()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,11 @@
 - Takes an API-format graph, or a UI-format workflow (converted with the server's /object_info, as
   the graph editor would).
 - Every CheckpointLoaderSimple is pointed at --checkpoint (a file in your ComfyUI's models/checkpoints),
-  or, without one, at a tiny random-weight demo model (built on first use: random weights, so the
-  pictures are noise - it shows the pipeline runs, not what a real model makes).
+  or, without one, at the demo model (scripts/train_demo_model.py: a small SD1.5-layout model trained on
+  procedural landscapes, built from assets/weights on first use; it paints five scene classes - mountains,
+  desert, ocean, night, forest - so positive prompts naming none of them are replaced, and printed).
+  --demo-size runs it at its own size (256 px views, <= 12 steps): a recognisable panorama in seconds to a
+  minute on a CPU. Depth ControlNets get a zero-output ControlNet in the demo model's layout.
 - Files in an inputs/ folder next to the workflow (e.g. a depth map for LoadImage) are copied into
   the server's input folder; for the pack's own workflows, the pack's demo inputs (workflows/inputs/;
   the pack also copies them itself when it loads, if missing).
@@ -39,6 +42,19 @@ from workflow_format import is_api_graph, is_ui_workflow, ui_to_api  # noqa: E40
 SCRIPTS = pathlib.Path(__file__).resolve().parent
 TINY_CHECKPOINT = "sync_canvas_tiny_sd15.safetensors"
 TINY_CONTROLNET = "sync_canvas_tiny_controlnet.safetensors"
+# The demo model that paints landscapes (scripts/train_demo_model.py; built from assets/weights on first use).
+DEMO_CHECKPOINT = "sync_canvas_demo_landscapes.safetensors"
+DEMO_CONTROLNET = "sync_canvas_demo_controlnet.safetensors"
+DEMO_WEIGHTS = SCRIPTS.parent / "assets" / "weights" / "sync_canvas_demo_unet.safetensors"
+# Prompts for positive CLIPTextEncode nodes that name none of the demo model's scene classes, in node order.
+DEMO_PROMPTS = ("a snowy mountain landscape, wide panorama", "an ocean coast at noon", "a desert with dunes",
+                "a moonlit night", "a green forest")
+DEMO_CLASS_WORDS = ("mountains", "mountain", "alps", "peaks", "snowy", "desert", "dunes", "sand", "sahara", "ocean",
+                    "sea", "beach", "coast", "water", "night", "moon", "moonlit", "dark", "forest", "trees", "woods",
+                    "green")  # assets/landscapes.py CLASS_WORDS
+# --demo-size: the demo model's own size (256 px views = its 32x32 training latents) and enough steps to paint.
+DEMO_LENGTH_FACTOR = 2
+DEMO_MAX_STEPS = 12
 DEFAULT_MODELS_DIR = pathlib.Path(os.environ.get("SYNC_CANVAS_MODELS") or
                                   pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
                                   / "sync_canvas" / "models")
@@ -60,8 +76,9 @@ def _round8(value: float, floor: int) -> int:
     return max(floor, int(round(value / 8)) * 8)
 
 
-def shrink_for_speed(graph: dict) -> list[str]:
-    """--fast, in place: fewer steps and smaller canvases/views. Returns one line per change made."""
+def shrink_for_speed(graph: dict, length_factor: int = FAST_LENGTH_FACTOR, max_steps: int = FAST_MAX_STEPS) -> list[str]:
+    """--fast (and --demo-size with its own factor and steps), in place: fewer steps and smaller
+    canvases/views. Returns one line per change made."""
     originals: dict[tuple[str, str], object] = {}  # first value of every input changed, for the report
 
     def set_input(node_id, node, name, value):
@@ -75,11 +92,11 @@ def shrink_for_speed(graph: dict) -> list[str]:
             if isinstance(value, bool) or not isinstance(value, int):
                 continue  # links are lists; only literal INT widgets are shrunk
             if name == "steps" or name.endswith("_steps"):
-                set_input(node_id, node, name, min(value, FAST_MAX_STEPS))
+                set_input(node_id, node, name, min(value, max_steps))
             elif name in FAST_LENGTH_INPUTS or name.endswith(("_width", "_height")):
-                set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 64))
+                set_input(node_id, node, name, _round8(value / length_factor, 64))
             elif name == "stride" or name.endswith("_stride"):
-                set_input(node_id, node, name, _round8(value / FAST_LENGTH_FACTOR, 8))
+                set_input(node_id, node, name, _round8(value / length_factor, 8))
             elif name in FAST_COUNT_INPUTS:
                 set_input(node_id, node, name, min(value, FAST_MAX_VIEWS))
         cap = FAST_VIEW_CAPS.get(node["class_type"])
@@ -91,13 +108,23 @@ def shrink_for_speed(graph: dict) -> list[str]:
             for (node_id, name), old in originals.items() if graph[node_id]["inputs"][name] != old]
 
 
+def demo_model_available() -> bool:
+    return DEMO_WEIGHTS.is_file()
+
+
+def default_models() -> tuple[str, str]:
+    """(checkpoint, ControlNet) used without --checkpoint: the demo model when its weights ship, else the tiny one."""
+    return (DEMO_CHECKPOINT, DEMO_CONTROLNET) if demo_model_available() else (TINY_CHECKPOINT, TINY_CONTROLNET)
+
+
 def retarget_models(graph: dict, checkpoint: str | None, controlnet: str | None) -> list[str]:
-    """In place: every CheckpointLoaderSimple loads `checkpoint` (tiny demo model if None); ControlNetLoaders
-    load `controlnet` if given, else the tiny ControlNet when the checkpoint is the tiny one."""
+    """In place: every CheckpointLoaderSimple loads `checkpoint` (the demo model if None); ControlNetLoaders
+    load `controlnet` if given, else the demo model's ControlNet when the checkpoint is the default one."""
     changes = []
+    default_checkpoint, default_controlnet = default_models()
     if controlnet is None and checkpoint is None:
-        controlnet = TINY_CONTROLNET
-    targets = {"CheckpointLoaderSimple": ("ckpt_name", checkpoint or TINY_CHECKPOINT),
+        controlnet = default_controlnet
+    targets = {"CheckpointLoaderSimple": ("ckpt_name", checkpoint or default_checkpoint),
                "ControlNetLoader": ("control_net_name", controlnet)}
     for node_id, node in graph.items():
         name, value = targets.get(node["class_type"], (None, None))
@@ -107,12 +134,40 @@ def retarget_models(graph: dict, checkpoint: str | None, controlnet: str | None)
     return changes
 
 
-def prepare_graph(graph: dict, checkpoint=None, controlnet=None, fast=False) -> tuple[dict, list[str]]:
-    """A retargeted (and with fast=True shrunk) copy of an API graph, and the list of changes made."""
+def demo_prompts(graph: dict) -> list[str]:
+    """In place, for the demo model: positive CLIPTextEncode prompts naming none of its five scene classes
+    get one that does (it paints nothing else). Negative prompts (linked to a `negative` input) stay."""
+    negative = {str(v[0]) for node in graph.values() for k, v in node["inputs"].items()
+                if k == "negative" and isinstance(v, list)}
+    changes, pick = [], 0
+    for node_id in sorted(graph, key=lambda k: (len(k), k)):
+        node = graph[node_id]
+        text = node["inputs"].get("text")
+        if node["class_type"] != "CLIPTextEncode" or node_id in negative or not isinstance(text, str):
+            continue
+        words = set("".join(c if c.isalnum() else " " for c in text.lower()).split())
+        if words & set(DEMO_CLASS_WORDS):
+            continue
+        node["inputs"]["text"] = DEMO_PROMPTS[pick % len(DEMO_PROMPTS)]
+        pick += 1
+        changes.append(f"node {node_id} (CLIPTextEncode).text: {text!r} -> {node['inputs']['text']!r} "
+                       "(the demo model paints five landscape classes)")
+    return changes
+
+
+def prepare_graph(graph: dict, checkpoint=None, controlnet=None, fast=False, demo_size=False) -> tuple[dict, list[str]]:
+    """A retargeted (and with fast=True or demo_size=True shrunk) copy of an API graph, and the changes made.
+
+    Without a checkpoint the demo model is used (when its weights ship) and prompts are pointed at its classes.
+    """
     graph = copy.deepcopy(graph)
     changes = retarget_models(graph, checkpoint, controlnet)
+    if checkpoint is None and demo_model_available():
+        changes += demo_prompts(graph)
     if fast:
         changes += shrink_for_speed(graph)
+    elif demo_size:
+        changes += shrink_for_speed(graph, DEMO_LENGTH_FACTOR, DEMO_MAX_STEPS)
     return graph, changes
 
 
@@ -173,10 +228,25 @@ def gpu_available(python: str = sys.executable) -> bool:
 
 def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, python: str = sys.executable) -> None:
     """Builds the tiny demo models in a child process (keeps comfy out of this process); skips existing files."""
-    if (models_dir / "checkpoints" / TINY_CHECKPOINT).is_file() and (models_dir / "controlnet" / TINY_CONTROLNET).is_file():
+    wanted = [models_dir / "checkpoints" / TINY_CHECKPOINT, models_dir / "controlnet" / TINY_CONTROLNET]
+    if demo_model_available():
+        wanted += [models_dir / "checkpoints" / DEMO_CHECKPOINT, models_dir / "controlnet" / DEMO_CONTROLNET]
+    if all(p.is_file() for p in wanted) and (not demo_model_available() or _demo_checkpoint_current(wanted[2])):
         return
     subprocess.run([python, str(SCRIPTS / "make_tiny_models.py"), str(models_dir), "--comfyui", str(comfyui_path)],
                    check=True)
+
+
+def _demo_checkpoint_current(path: pathlib.Path) -> bool:
+    """Whether the built demo checkpoint records the sha256 of the shipped weights (else make_tiny_models rebuilds)."""
+    import hashlib
+
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    except (OSError, ValueError):
+        return False
+    return header.get("__metadata__", {}).get("demo_unet_sha256") == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
 
 
 def image_sizes(files: list[pathlib.Path]) -> list[str]:
@@ -209,11 +279,14 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("workflow", type=pathlib.Path, help="API-format (workflows/api/*.json) or UI-format (example_workflows/*.json) workflow file")
     parser.add_argument("--checkpoint", help="checkpoint: a file name in your ComfyUI's models/checkpoints or a path "
-                        "to a file (default: $SYNC_CHECKPOINT, else the tiny random-weight demo model)",
+                        "to a file (default: $SYNC_CHECKPOINT, else the demo model)",
                         default=os.environ.get("SYNC_CHECKPOINT") or None)
     parser.add_argument("--controlnet", help="ControlNet (file name or path) for ControlNetLoader nodes (default: unchanged "
                         "with --checkpoint, the tiny demo ControlNet without)")
     parser.add_argument("--fast", action="store_true", help="fewer steps and smaller canvases (tests, smoke runs)")
+    parser.add_argument("--demo-size", action="store_true",
+                        help=f"the demo model's own size: views halved to 256 px (its training size), at most "
+                             f"{DEMO_MAX_STEPS} steps, a few windows (what scripts/demo.sh runs without a checkpoint)")
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("output"),
                         help="copy the output files into this folder (default: ./output; the server's own "
                              "output folder is temporary)")
@@ -232,7 +305,9 @@ def main(argv=None) -> int:
 
     args.checkpoint = link_model_file(args.checkpoint, args.models_dir, "checkpoints")
     args.controlnet = link_model_file(args.controlnet, args.models_dir, "controlnet")
-    report = {"workflow": str(args.workflow), "checkpoint": args.checkpoint or f"{TINY_CHECKPOINT} (tiny demo, random weights)"}
+    default_label = (f"{DEMO_CHECKPOINT} (demo model: five procedural landscape classes)" if demo_model_available()
+                     else f"{TINY_CHECKPOINT} (tiny demo, random weights)")
+    report = {"workflow": str(args.workflow), "checkpoint": args.checkpoint or default_label}
     total = time.perf_counter()
     if args.checkpoint is None:
         ensure_tiny_models(args.models_dir.resolve(), args.comfyui.resolve())
@@ -245,7 +320,7 @@ def main(argv=None) -> int:
             if inputs:
                 report["input_files"] = server.add_input_files(inputs)
             graph, kind = load_graph(args.workflow, server)
-            graph, changes = prepare_graph(graph, args.checkpoint, args.controlnet, args.fast)
+            graph, changes = prepare_graph(graph, args.checkpoint, args.controlnet, args.fast, args.demo_size)
             report.update(format=kind, changes=changes)
             try:
                 entry = server.run(graph, timeout=args.timeout)
