@@ -16,7 +16,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from run_workflow import TINY_CHECKPOINT, TINY_CONTROLNET, prepare_graph  # noqa: E402
+from run_workflow import default_models, demo_model_available, demo_prompts, prepare_graph  # noqa: E402
 from workflow_format import (diff_api_graphs, estimated_node_size, is_api_graph, is_ui_workflow,  # noqa: E402
                              overlapping_nodes, shipped_workflows, ui_to_api, validate_ui_workflow, widget_layout)
 
@@ -161,14 +161,41 @@ def test_prepare_graph_retargets_models_and_fast_shrinks_with_a_change_list():
                   "inputs": {"width": 3072, "height": 512, "window": 512, "stride": 64, "wrap": False}}
     out, changes = prepare_graph(graph, fast=True)
     assert graph == {**SMALL_API, "6": graph["6"], "7": graph["7"]}, "the input graph must not change"
-    assert out["1"]["inputs"]["ckpt_name"] == TINY_CHECKPOINT
-    assert out["6"]["inputs"]["control_net_name"] == TINY_CONTROLNET
+    assert out["1"]["inputs"]["ckpt_name"] == default_models()[0]
+    assert out["6"]["inputs"]["control_net_name"] == default_models()[1]
     assert out["5"]["inputs"]["steps"] == 2 and out["5"]["inputs"]["seed"] == 42
     assert (out["4"]["inputs"]["width"], out["4"]["inputs"]["height"]) == (64, 64)
     pano = out["7"]["inputs"]
     assert (pano["width"], pano["height"], pano["window"], pano["stride"]) == (192, 64, 64, 32)
     assert (pano["width"] - pano["window"]) // pano["stride"] + 1 == 5  # a handful of views
-    assert len(changes) == 9 and "node 7 (SyncCanvasWidePanorama).width: 3072 -> 192" in changes
+    assert len(changes) == 9 + demo_model_available() and "node 7 (SyncCanvasWidePanorama).width: 3072 -> 192" in changes
+
+
+def test_default_model_is_the_demo_model_when_its_weights_ship():
+    assert demo_model_available(), "assets/weights/sync_canvas_demo_unet.safetensors is missing"
+    assert default_models() == ("sync_canvas_demo_landscapes.safetensors", "sync_canvas_demo_controlnet.safetensors")
+
+
+def test_demo_prompts_point_positive_prompts_at_the_demo_classes_and_leave_negatives():
+    graph = copy.deepcopy(SMALL_API)
+    graph["3"]["inputs"]["text"] = "blurry, lowres"
+    graph["8"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "snowy alps at dawn", "clip": ["1", 1]}}
+    graph["9"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "an oil painting of a duck", "clip": ["1", 1]}}
+    changes = demo_prompts(graph)
+    assert graph["2"]["inputs"]["text"] == "a snowy mountain landscape, wide panorama"
+    assert graph["9"]["inputs"]["text"] == "an ocean coast at noon"  # the next class: anagram prompts differ
+    assert graph["3"]["inputs"]["text"] == "blurry, lowres" and graph["8"]["inputs"]["text"] == "snowy alps at dawn"
+    assert len(changes) == 2 and "'a lake' -> 'a snowy mountain landscape, wide panorama'" in changes[0]
+
+
+def test_demo_size_runs_the_demo_model_at_its_training_size():
+    graph = {"1": {"class_type": "SyncCanvasWidePanorama", "inputs": {"width": 3072, "height": 512, "window": 512, "stride": 64, "wrap": False}},
+             "2": {"class_type": "SyncCanvasKSampler", "inputs": {"steps": 50, "seed": 0}},
+             "3": {"class_type": "SyncCanvas360Panorama", "inputs": {"view_size": 512, "width": 2048}}}
+    out, _ = prepare_graph(graph, checkpoint="x.safetensors", demo_size=True)
+    pano = out["1"]["inputs"]
+    assert (pano["width"], pano["height"], pano["window"], pano["stride"]) == (768, 256, 256, 128)
+    assert out["2"]["inputs"]["steps"] == 12 and out["3"]["inputs"] == {"view_size": 256, "width": 1024}
 
 
 def test_prepare_graph_keeps_user_models_and_sizes_without_fast():
