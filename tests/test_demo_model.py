@@ -100,3 +100,44 @@ def test_padded_unet_computes_what_the_narrow_one_does_in_comfyui(comfy):
         ours, theirs = net(x, t, ctx), model.diffusion_model(x, t, context=ctx)
     assert ours.abs().mean() > 0.1
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+
+
+@pytest.fixture(scope="module")
+def shipped_checkpoint(comfy, tmp_path_factory):
+    mt = _load("sync_canvas_make_tiny_t", "scripts/make_tiny_models.py")
+    assert mt.DEMO_UNET_FILE.is_file(), f"the shipped demo weights are missing: {mt.DEMO_UNET_FILE}"
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("demo_models") / mt.DEMO_CHECKPOINT_NAME
+    save_file(mt.build_demo_checkpoint(), str(path))
+    # what CheckpointLoaderSimple calls with the file it found
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=True, output_clip=True)
+    return mt, model, clip, vae
+
+
+def test_shipped_weights_are_what_the_checkpoint_loader_loads(shipped_checkpoint):
+    from safetensors.torch import load_file
+
+    mt, model, clip, vae = shipped_checkpoint
+    assert mt.DEMO_UNET_FILE.stat().st_size < 20 * 2**20
+    assert type(model.model.model_config).__name__ == "SD15"
+    net = dm.NarrowUNet(dm.WIDTH)
+    net.load_state_dict({k: v.float() for k, v in load_file(str(mt.DEMO_UNET_FILE)).items()})
+    expected = net.padded_state_dict()
+    loaded = model.model.diffusion_model.state_dict()
+    assert set(loaded) == set(expected)
+    for key, value in expected.items():
+        assert torch.equal(loaded[key].float(), value.half().float()), key
+
+
+def test_written_down_vae_and_clip_through_the_loader(shipped_checkpoint):
+    _, _, clip, vae = shipped_checkpoint
+    img = landscapes.render(torch.arange(5), 64, 128, torch.Generator().manual_seed(1))
+    latent = vae.encode(img.permute(0, 2, 3, 1))
+    assert torch.allclose(latent.float(), dm.rgb_to_latent(img), atol=0.05)  # fp16 weights, latents up to ~20
+    decoded = vae.decode(dm.rgb_to_latent(img)).float()  # (B, H, W, 3)
+    blocks = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(img, 8), scale_factor=8.0).permute(0, 2, 3, 1)
+    assert (decoded - blocks).abs().max() < 2e-3
+    tokens = clip.tokenize("a desert at night, wide panorama")
+    ids = torch.tensor([[t[0] for t in tokens["l"][0]]])
+    assert torch.allclose(clip.encode_from_tokens(tokens).float(), dm.encode_token_ids(ids, dm.clip_token_embeddings()), atol=1e-4)
