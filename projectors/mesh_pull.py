@@ -195,6 +195,6 @@ def unprojection_matrix(index: torch.Tensor, weight: torch.Tensor, pixel_weight:
     with warnings.catch_warnings():  # "CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
         matrix = torch.sparse_csr_tensor(crow.to(index_dtype), cols.to(index_dtype), vals, (u, n * p),
-                                         check_invariants=False)
+                                         device=index.device, check_invariants=False)
     den = torch.zeros(u, device=index.device).index_add_(0, local, vals)
     return UnprojectionMatrix(touched, matrix, den)
