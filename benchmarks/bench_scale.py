@@ -134,6 +134,107 @@ def splat_section(args) -> None:
           + ", ".join(f"{r['splats']}: {r['latent']['cold_iterations']}/{r['rgb']['cold_iterations']}" for r in rows))
 
 
+# ---- mesh and 360 -------------------------------------------------------------------------------
+def best_of(fn, repeat: int = 3) -> float:
+    fn()  # warm: caches (unprojection matrices, index maps) are built once per selection
+    return min(timed(fn)[0] for _ in range(repeat))
+
+
+def mesh_section(args) -> None:
+    """Per-step sync of the mesh texture, ``project(aggregate(x0, previous))`` (what the engine runs every
+    step), old (base scatter over the whole texture + pull gather + index_add_) vs new (one prebuilt CSR
+    product over the touched texels); and the end-of-run Voronoi fill, old (full EDT index map, whole
+    canvas gathered) vs new (indices only, uncovered texels)."""
+    import numpy as np
+    from scipy.ndimage import distance_transform_edt
+
+    from sync_canvas.assets import procedural
+    from sync_canvas.assets.cameras import paper_rig
+    from sync_canvas.benchmarks.reference_paths import reference_mesh_aggregate
+    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+    from sync_canvas.projectors.mesh_texture import MeshTextureProjector
+
+    view, tex = (96, 1536) if args.full else (64, 768)
+    mesh = procedural.torus(250, 200) if args.full else procedural.torus(120, 100)
+    rig = paper_rig(mesh.vertices)
+    t_build, proj = timed(lambda: MeshTextureProjector(mesh, rig, view, tex))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(len(rig), 4, view, view, generator=gen)
+    previous = torch.randn(4, tex, tex, generator=gen)
+    t_old = best_of(lambda: proj.project(reference_mesh_aggregate(proj, x0, previous)))
+    t_new = best_of(lambda: proj.project(proj.aggregate(x0, previous)))
+    t_matrix, _ = timed(lambda: proj._unprojection([0, 2, 4]))  # one new selection's matrix, once
+    mask = proj.coverage().numpy()
+
+    def old_fill():
+        _, nearest = distance_transform_edt(~mask, return_indices=True)
+        flat = torch.as_tensor(np.ravel_multi_index(tuple(nearest), mask.shape)).reshape(-1)
+        return previous.reshape(4, -1)[:, flat]
+
+    t_fill_old = best_of(old_fill, 1)
+    t_fill_new = best_of(lambda: fill_from_sources(previous, *voronoi_sources(mask)), 1)
+    print(f"\nmesh: {mesh.n_faces} faces, {len(rig)} views of {view}^2, latent texture {tex}^2 "
+          f"(coverage {100 * mask.mean():.1f}%; projector built in {t_build:.1f} s, a new selection's matrix {t_matrix:.2f} s)")
+    print(f"{'what':44s} {'old ms':>9s} {'new ms':>9s} {'speedup':>8s}")
+    for name, old, new in (("per-step sync project(aggregate(x0, prev))", t_old, t_new),
+                           ("Voronoi fill of the texture (index + gather)", t_fill_old, t_fill_new)):
+        print(f"{name:44s} {1e3 * old:9.1f} {1e3 * new:9.1f} {old / new:7.1f}x")
+
+
+def pano_section(args) -> None:
+    """Per-step sync of the 360 panorama on the papers' latent canvas, and its end-of-run Voronoi fill at
+    RGB size (each fill in its own process: time and peak RSS), old vs new. The per-step fuse still
+    copies the canvas once (``previous`` is not the fuse's to overwrite): that copy is timed on its own."""
+    from sync_canvas.projectors.panorama360 import PAPER_LATENT_CANVAS, EquirectProjector
+
+    canvas = PAPER_LATENT_CANVAS if args.full else (1024, 2048)
+    proj = EquirectProjector(64, canvas_hw=canvas)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(proj.n_views, 4, 64, 64, generator=gen)
+    previous = torch.randn(4, *canvas, generator=gen)
+    t_step = best_of(lambda: proj.project(proj.aggregate(x0, previous)))
+    t_clone = best_of(lambda: previous.clone())
+    print(f"\n360: {proj.n_views} views of 64^2 on a {canvas[0]}x{canvas[1]} latent canvas "
+          f"(views touch {100 * proj.coverage_fraction():.2f}% of it)")
+    print(f"per-step sync project(aggregate(x0, prev)): {1e3 * t_step:.1f} ms, of which the canvas copy {1e3 * t_clone:.1f} ms")
+    rgb = (canvas[0] * 2, canvas[1] * 2)
+    print(f"{'Voronoi fill, RGB canvas ' + str(rgb[0]) + 'x' + str(rgb[1]):44s} {'seconds':>9s} {'peak RSS GiB':>13s}")
+    for how in ("old", "new"):
+        proc = subprocess.run([sys.executable, __file__, "--fill-child", how, str(rgb[0]), str(rgb[1])],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{how}: failed {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        sec, base, peak = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{how + ' (+ ' + format(peak - base, '.2f') + ' GiB over the canvas and mask)':44s} {sec:9.2f} {peak:13.2f}")
+
+
+def fill_child(how: str, h: int, w: int) -> list:
+    """One 360 fill at RGB size from the 8-view rig's coverage (views 512^2)."""
+    import numpy as np
+    from scipy.ndimage import distance_transform_edt
+
+    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+    from sync_canvas.projectors.panorama360 import EquirectProjector
+
+    mask = EquirectProjector(512, canvas_hw=(h, w)).coverage().numpy()
+    z = torch.rand(3, h, w)
+    base = peak_rss_gib()
+    if how == "new":
+        sec, _ = timed(lambda: fill_from_sources(z, *voronoi_sources(mask, wrap_columns=True)))
+    else:  # the pre-issue-17 EquirectProjector.fill
+        def old():
+            pad = w // 2
+            wide = np.concatenate([mask[:, w - pad :], mask, mask[:, :pad]], axis=1)
+            _, (rows, cols) = distance_transform_edt(~wide, return_indices=True)
+            rows, cols = rows[:, pad : pad + w], (cols[:, pad : pad + w] - pad) % w
+            flat = torch.as_tensor(rows * w + cols).reshape(-1)
+            return z.reshape(3, -1)[:, flat].reshape(z.shape)
+
+        sec, _ = timed(old)
+    return [sec, base, peak_rss_gib()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the issue's sizes: 100k/300k/1M splats, 50 views, 512^2")
@@ -145,14 +246,22 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the old paths (they need a second copy of the weights)")
     parser.add_argument("--ref-rgb-iterations", type=int, default=2, help="old RGB fit timed over this many iterations, scaled to 30")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--fill-child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.splats = args.splats or ([100_000, 300_000, 1_000_000] if args.full else [20_000, 60_000])
     args.views = args.views or (50 if args.full else 16)
     args.size = args.size or (512 if args.full else 256)
+    if args.fill_child is not None:
+        print(json.dumps(fill_child(args.fill_child[0], int(args.fill_child[1]), int(args.fill_child[2]))))
+        return
     if args.child is not None:
         print(json.dumps(splat_child(args.child, args.views, args.size, not args.no_reference, args.ref_rgb_iterations)))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    if args.section in ("all", "mesh"):
+        mesh_section(args)
+    if args.section in ("all", "pano"):
+        pano_section(args)
     if args.section in ("all", "splat"):
         splat_section(args)
 
