@@ -33,11 +33,12 @@ def _barycentric(sx, sy, d, px, py):
     return screen, q / inv_depth.unsqueeze(-1), 1 / inv_depth
 
 
-def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0):
+def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0, check=None):
     """Z-buffer rasterisation of triangles given in screen space: corner x, y (pixel units, pixel
     centres at c + 0.5) and view depths ``fd`` (all ``[F, 3]``; constant depths rasterise a flat layout
     such as a UV atlas). Faces with a corner at depth <= ``near`` are skipped.
     Returns ``(face_id [h*w] int64 (-1 empty), bary [h*w, 3] float64 perspective-correct)``.
+    ``check`` (optional) is called before each chunk of faces; it raises to cancel (projectors/cancel.py).
     """
     area = _edge(fx[:, 0], fy[:, 0], fx[:, 1], fy[:, 1], fx[:, 2], fy[:, 2])
     # candidate pixel centres (c + 0.5) inside each face's screen bounding box
@@ -54,6 +55,8 @@ def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0):
     start = 0
     ends = torch.cumsum(counts, 0)
     while start < len(face_ids):
+        if check is not None:
+            check()
         base = int(ends[start - 1]) if start else 0
         stop = int(torch.searchsorted(ends, base + CANDIDATE_BUDGET, right=True))
         stop = max(stop, start + 1)
@@ -75,6 +78,8 @@ def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0):
         zbuf = torch.where(better, best, zbuf)
         fbuf = torch.where(better, fchunk, fbuf)
         start = stop
+    if check is not None:
+        check()
     bary = torch.zeros(h * w, 3, dtype=torch.float64)
     hit = torch.nonzero(fbuf >= 0).squeeze(1)
     if len(hit):

@@ -24,7 +24,7 @@ from comfy_api.latest import io
 from ..projectors.cancel import cancellation
 
 from .files import InputFileChoices
-from .memory_check import release_after_failure
+from .memory_check import NotEnoughMemory, release_after_failure
 
 MAX_LISTED_OPTIONS = 30  # file lists can be long: name the count beyond this
 
@@ -108,6 +108,8 @@ def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
             # long loops in projectors/ (rasterising, splat weights, CG, fills) stop on ComfyUI's Cancel
             with cancellation(comfy.model_management.throw_exception_if_processing_interrupted):
                 return inner(cls, *args, **kwargs)
+        except (InputError, NotEnoughMemory):
+            raise  # refused before allocating: nothing to release (and a full gc can take a second)
         except BaseException as err:
             # a failed run must not keep its tensors: drop the locals of the frames that raised
             # (the message and line numbers stay), then collect and return the allocator cache

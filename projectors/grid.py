@@ -9,6 +9,31 @@ from __future__ import annotations
 import torch
 
 from .base import SparseViewMap
+from .cancel import check_cancel
+
+
+TAPS_CHUNK = 1 << 18  # positions per slice: bounds temporaries and the time between cancellation checks
+
+
+def _sliced(build, y, x, valid, pixel_weight, *args):
+    """``build`` over column slices of ``[N, P]`` positions (at most ``TAPS_CHUNK`` per slice), checking for
+    cancellation between slices; the slices' taps concatenated along P."""
+    n, p = y.shape
+    step = max(1, TAPS_CHUNK // max(n, 1))
+    if p <= step:
+        return build(y, x, valid, *args, pixel_weight=pixel_weight)
+    parts = []
+    for a in range(0, p, step):
+        check_cancel()
+        pw = None if pixel_weight is None else pixel_weight[:, a : a + step]
+        parts.append(build(y[:, a : a + step], x[:, a : a + step], valid[:, a : a + step], *args, pixel_weight=pw))
+    if isinstance(parts[0], tuple):
+        return tuple(_cat_taps([part[k] for part in parts]) for k in range(len(parts[0])))
+    return _cat_taps(parts)
+
+
+def _cat_taps(maps: list[SparseViewMap]) -> SparseViewMap:
+    return SparseViewMap(*(torch.cat([getattr(m, f) for m in maps], 1) for f in ("index", "weight", "pixel_weight")))
 
 
 def grid_taps(
@@ -26,6 +51,8 @@ def grid_taps(
     positions are clamped to the border. Returns ``(bilinear [N,P,4], nearest [N,P,1])`` taps sharing
     ``pixel_weight`` (default: ``valid`` as float).
     """
+    if y.dim() == 2 and y.shape[0] * y.shape[1] > TAPS_CHUNK:
+        return _sliced(grid_taps, y, x, valid, pixel_weight, canvas_hw, wrap_x)
     h, w = canvas_hw
     valid = valid.bool()
     pw = valid.to(torch.float32) if pixel_weight is None else pixel_weight.to(torch.float32) * valid
@@ -54,6 +81,8 @@ def nearest_grid_taps(
 ) -> SparseViewMap:
     """Nearest taps ``[N, P, 1]``: each pixel reads the texel containing (y, x) (same conventions as
     ``grid_taps``, without the cost of the bilinear taps)."""
+    if y.dim() == 2 and y.shape[0] * y.shape[1] > TAPS_CHUNK:
+        return _sliced(nearest_grid_taps, y, x, valid, pixel_weight, canvas_hw, wrap_x)
     h, w = canvas_hw
     valid = valid.bool()
     pw = valid.to(torch.float32) if pixel_weight is None else pixel_weight.to(torch.float32) * valid

@@ -70,7 +70,7 @@ def texel_surface(mesh: MeshData, size: int) -> tuple[torch.Tensor, torch.Tensor
     uv = torch.as_tensor(mesh.uvs, dtype=torch.float64)
     faces = torch.as_tensor(mesh.faces, dtype=torch.long)
     fx, fy = uv[faces][..., 0] * size, (1 - uv[faces][..., 1]) * size
-    face_id, bary = rasterize_screen(fx, fy, torch.ones_like(fx), size, size)
+    face_id, bary = rasterize_screen(fx, fy, torch.ones_like(fx), size, size, check=check_cancel)
     texel = torch.nonzero(face_id >= 0).squeeze(1)
     f = faces[face_id[texel]]
     verts = torch.as_tensor(mesh.vertices, dtype=torch.float64)
@@ -90,7 +90,9 @@ def pull_taps(
 ) -> PullTaps:
     """Precompute the texel -> view taps (see module docstring). ``depth_tolerance`` is in pixel
     footprints at the texel's depth (how far P_t may sit from the surface the pixel sees)."""
+    check_cancel()
     texel, face_of_texel, points, normals = texel_surface(mesh, texture_size)
+    check_cancel()
     n, h, w = raster.face_id.shape
     entries = {k: [] for k in ("texel", "pixel", "weight", "trust")}
     starts = [0]

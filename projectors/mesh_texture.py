@@ -19,6 +19,7 @@ import torch
 from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
 from .base import Projector, SparseViewMap, fill_from_sources, voronoi_sources, working_dtype
+from .cancel import check_cancel
 from .grid import grid_taps
 from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix
 from .raster import RasterResult, preferred_device, rasterize
@@ -85,9 +86,11 @@ class MeshTextureProjector(Projector):
         if raster is None:  # rasterise where it is fastest (nvdiffrast: CUDA), keep the result on the CPU
             raster = rasterize(mesh, rig, hw, backend, preferred_device(backend)).to("cpu")
         self.raster = raster
+        check_cancel()
         if self.raster.hw != hw or self.raster.face_id.shape[0] != len(rig):
             raise ValueError(f"raster result is {self.raster.hw} x {self.raster.face_id.shape[0]} views, expected {hw} x {len(rig)}")
         bilinear, nearest = self._taps()
+        check_cancel()
         super().__init__(nearest if sampling == "nearest" else bilinear, hw, (self.texture_size, self.texture_size), nearest)
         self._fill_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.unprojection = unprojection

@@ -26,6 +26,7 @@ import torch
 
 from ..assets.cameras import Camera, CameraRig
 from ..assets.mesh_data import MeshData
+from .cancel import check_cancel
 
 BACKENDS = ("auto", "embree", "torch", "nvdiffrast")
 VERIFIED_BACKENDS = ("embree", "torch")  # run and compared in the test suite; "auto" picks only these
@@ -135,6 +136,7 @@ def rasterize(
     else:
         from .raster_nvdiffrast import rasterize_nvdiffrast as impl
     face_id, bary = impl(mesh.vertices, mesh.faces, cams, h, w, device)
+    check_cancel()
     return derive_attributes(mesh, cams, face_id.to(device), bary.to(device), h, w, name)
 
 

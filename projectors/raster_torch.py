@@ -44,4 +44,4 @@ def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: in
 
 def _rasterize_view(verts, faces, cam, h, w):
     sx, sy, d = _screen(verts, cam, h, w)
-    return rasterize_screen(sx[faces], sy[faces], d[faces], h, w, near=1e-6 * cam.distance)
+    return rasterize_screen(sx[faces], sy[faces], d[faces], h, w, near=1e-6 * cam.distance, check=check_cancel)

@@ -82,3 +82,21 @@ def test_splat_weights_check_per_chunk():
     with cancellation(callback), pytest.raises(Cancelled):
         compositing_weights(scene.means, scene.quats, scene.log_scales, scene.opacities, cams, max_pairs=256)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_sliced_taps_equal_one_piece_taps_and_check_between_slices(monkeypatch, wrap):
+    from sync_canvas.projectors import grid
+
+    gen = torch.Generator().manual_seed(0)
+    y, x = torch.rand(3, 500, generator=gen, dtype=torch.float64) * 20, torch.rand(3, 500, generator=gen, dtype=torch.float64) * 30
+    valid = torch.rand(3, 500, generator=gen) > 0.2
+    whole = grid.grid_taps(y, x, valid, (20, 30), wrap)
+    monkeypatch.setattr(grid, "TAPS_CHUNK", 3 * 64)
+    callback, calls = cancel_on_call(10**9)
+    with cancellation(callback):
+        sliced = grid.grid_taps(y, x, valid, (20, 30), wrap)
+    assert len(calls) == -(-500 // 64)
+    for a, b in zip(whole, sliced):
+        for field in ("index", "weight", "pixel_weight"):
+            assert torch.equal(getattr(a, field), getattr(b, field))
