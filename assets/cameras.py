@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,21 @@ class Camera:
         m[:3, :3] = self.rotation.T
         m[:3, 3] = -self.rotation.T @ self.position
         return m
+
+    def project(self, points: torch.Tensor, h: int, w: int, min_depth: float = 1e-12):
+        """The pinhole model, once for the pack: world points ``[K, 3]`` -> ``(x, y, depth)`` ``[K]`` with x, y
+        in pixel units of an ``h x w`` view (pixel centres at c + 0.5, y down) and depth along the view axis.
+        The inverse of ``rays`` (vertical ``fov``, square pixels); depths below ``min_depth`` are clamped in
+        the division only (points behind the camera keep their negative depth)."""
+        rot = torch.as_tensor(self.rotation, dtype=points.dtype, device=points.device)
+        pos = torch.as_tensor(self.position, dtype=points.dtype, device=points.device)
+        vc = (points - pos) @ rot  # camera coordinates (x right, y up, z back)
+        depth = -vc[:, 2]
+        tan = math.tan(math.radians(self.fov) / 2)
+        safe = depth.clamp_min(min_depth)
+        x = (vc[:, 0] / (safe * tan * (w / h)) * 0.5 + 0.5) * w
+        y = (0.5 - vc[:, 1] / (safe * tan) * 0.5) * h
+        return x, y, depth
 
     def rays(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Rays through pixel centres: ``(origins [h*w, 3], unit directions [h*w, 3])``, row-major."""

@@ -98,14 +98,10 @@ def pull_taps(
     starts = [0]
     for i, cam in enumerate(cams):
         check_cancel()
-        rot = torch.as_tensor(cam.rotation, dtype=torch.float32)
-        pos = torch.as_tensor(cam.position, dtype=torch.float32)
-        vc = (points - pos) @ rot
-        depth = -vc[:, 2]
+        pos = torch.as_tensor(cam.position, dtype=points.dtype, device=points.device)
+        x, y, depth = cam.project(points, h, w, min_depth=1e-6)
         tan = math.tan(math.radians(cam.fov) / 2)
         safe = depth.clamp_min(1e-6)
-        x = (vc[:, 0] / (safe * tan * (w / h)) * 0.5 + 0.5) * w
-        y = (0.5 - vc[:, 1] / (safe * tan) * 0.5) * h
         inside = (depth > 0) & (x >= 0) & (x < w) & (y >= 0) & (y < h)
         px, py = x.clamp(0, w - 1).long(), y.clamp(0, h - 1).long()
         seen_face = raster.face_id[i].reshape(-1)[py * w + px]

@@ -7,7 +7,6 @@ functions at pixel centres, perspective-correct barycentrics, scatter-min z-buff
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -17,16 +16,8 @@ from .cancel import check_cancel
 
 
 def _screen(vertices: torch.Tensor, cam, h: int, w: int):
-    """Vertices -> (screen x, screen y in pixel units, depth along the view axis)."""
-    rot = torch.as_tensor(cam.rotation, dtype=vertices.dtype)
-    pos = torch.as_tensor(cam.position, dtype=vertices.dtype)
-    vc = (vertices - pos) @ rot  # camera coordinates (x right, y up, z back)
-    depth = -vc[:, 2]
-    tan = math.tan(math.radians(cam.fov) / 2)
-    safe = depth.clamp_min(1e-12)
-    sx = (vc[:, 0] / (safe * tan * (w / h)) * 0.5 + 0.5) * w
-    sy = (0.5 - vc[:, 1] / (safe * tan) * 0.5) * h
-    return sx, sy, depth
+    """Vertices -> (screen x, screen y in pixel units, depth along the view axis): ``Camera.project``."""
+    return cam.project(vertices, h, w)
 
 
 def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: int, device=None):

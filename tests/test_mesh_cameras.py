@@ -51,3 +51,20 @@ def test_parse_views_and_its_errors():
         Camera(0.0, 90.0, 2.0, 50.0)
     with pytest.raises(ValueError, match="distance"):
         Camera(0.0, 0.0, 0.0, 50.0)
+
+
+def test_camera_project_is_the_inverse_of_rays():
+    """The one pinhole model (Camera.project) sends each pixel's ray back to that pixel's centre."""
+    import torch
+
+    from sync_canvas.assets.cameras import Camera
+
+    cam = Camera(azimuth=30.0, elevation=20.0, distance=2.5, fov=50.0)
+    h, w = 6, 10
+    origins, dirs = cam.rays(h, w)
+    points = torch.as_tensor(origins + 1.7 * dirs)
+    x, y, depth = cam.project(points, h, w)
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    torch.testing.assert_close(x, cols.reshape(-1) + 0.5)
+    torch.testing.assert_close(y, rows.reshape(-1) + 0.5)
+    assert bool((depth > 0).all())
