@@ -66,6 +66,16 @@ def dit_blocks(diffusion_model) -> list[tuple[str, int]]:
     return []
 
 
+def _chained(block_patch, previous):
+    """Our block patch around another node's replacement of the same block (which then runs as the
+    "original" block, seeing our attention override in its transformer_options)."""
+
+    def patch(args, extra):
+        return block_patch(args, {**extra, "original_block": lambda inner_args: previous(inner_args, extra)})
+
+    return patch
+
+
 def neighbour_table(projector, mode: str, max_neighbours: int = 0) -> torch.Tensor:
     if mode == "overlap":
         return strongest_neighbours(shared_elements(projector), max_neighbours)
@@ -114,8 +124,11 @@ def patch_model(model, projector, *, neighbours="overlap", max_neighbours=2, wei
     )
     if dit:  # one patch object per model: single blocks reuse the text length its double blocks saw
         block_patch = CrossViewBlockPatch(settings)
+        existing = patched.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         for block_name, index in dit:
-            patched.set_model_patch_replace(block_patch, "dit", block_name, index)
+            previous = existing.get((block_name, index))
+            patch = block_patch if previous is None else _chained(block_patch, previous)
+            patched.set_model_patch_replace(patch, "dit", block_name, index)
         return patched
     patch = CrossViewAttentionPatch(settings, attention=model_attention)
     for block_name, block_id, index in keys:

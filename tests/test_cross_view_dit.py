@@ -195,3 +195,21 @@ def test_through_the_sync_ksampler_cross_view_changes_a_panorama_and_one_view_st
     assert not torch.allclose(sample(patch(model, projector), projector), sample(model, projector), atol=1e-4)
     one = IdentityProjector(64, 64)
     assert torch.equal(sample(patch(model, one), one), sample(model, one))
+
+
+def test_another_nodes_block_replacement_keeps_running_inside_the_patch(tiny, models):
+    model = models["flux"].clone()
+    calls = []
+
+    def other(args, extra):  # e.g. a caching or identity-adapter node that replaced the same block before us
+        calls.append(1)
+        return extra["original_block"](args)
+
+    model.set_model_patch_replace(other, "dit", "double_block", 0)
+    x = latents(N_VIEWS)
+    patched = patch(model, TableProjector())
+    base = run(tiny, "flux", patched, x, [0, 1, 2, 3])
+    assert calls, "the earlier replacement was dropped"
+    x2 = x.clone()
+    x2[1] = latents(1, seed=11)[0]
+    assert not torch.equal(run(tiny, "flux", patched, x2, [0, 1, 2, 3])[0], base[0])   # cross-view still on
