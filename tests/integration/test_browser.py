@@ -1,0 +1,218 @@
+"""The pack in a real browser: headless Chromium (Debian's package, driven by selenium) loads the ComfyUI
+editor from the session's server, lists the pack's templates, opens every shipped workflow through the
+app's own loader, runs one from the editor and looks around in its 360 viewer.
+
+Screenshots go to $SYNC_SCREENSHOTS (e.g. docs/screenshots) or the test's temporary folder; each is
+checked not to be blank. Without chromium, chromedriver or selenium every test here is skipped, and the
+skip says so loudly (.ci/run installs them: apt-get install chromium chromium-driver; pip selenium).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from integration_helpers import REPO
+from run_workflow import prepare_graph
+from workflow_format import shipped_workflows
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+FILE_COMBOS = ("ckpt_name", "control_net_name", "unet_name", "clip_name", "clip_name1", "clip_name2", "vae_name", "lora_name")
+WINDOW = (1600, 1000)
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "the selenium package is not installed (pip install selenium)"
+    if not CHROMIUM or not CHROMEDRIVER:
+        return "chromium / chromedriver not found (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(comfy):
+    reason = _missing()
+    if reason:
+        message = f"BROWSER TESTS SKIPPED: {reason}; the editor, the templates browser and the 360 viewer are NOT tested"
+        warnings.warn(message)
+        print("\n" + "!" * 100 + "\n" + message + "\n" + "!" * 100)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                "--enable-unsafe-swiftshader", "--use-angle=swiftshader", "--hide-scrollbars"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(600)
+    try:
+        driver.get(comfy.url)
+        _wait(driver, "return !!(window.app && window.app.graph && window.app.extensionManager && window.SyncCanvas360)", 120,
+              "the editor did not start with the pack's extension (window.SyncCanvas360)")
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> pathlib.Path:
+    folder = pathlib.Path(os.environ.get("SYNC_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _wait(driver, script: str, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
+
+
+def _check_not_blank(path: pathlib.Path, min_std: float = 8.0) -> float:
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture.convert("L"), dtype=np.float32)
+    assert pixels.size > 0 and pixels.std() > min_std, f"{path.name} looks blank (std {pixels.std():.1f})"
+    return float(pixels.std())
+
+
+def _module_name(browser) -> str:
+    templates = browser.execute_async_script(
+        "const done = arguments[0]; fetch('/api/workflow_templates').then(r => r.json()).then(done, e => done({error: String(e)}));")
+    ours = [name for name, files in templates.items() if "Wide panorama (SyncTweedies)" in files]
+    assert len(ours) == 1, templates
+    return ours[0]
+
+
+def _load_template(browser, module: str, title: str) -> dict:
+    """Opens a template through the app's loader (as the templates browser does); returns what the editor has."""
+    return browser.execute_async_script("""
+        const [module, title, fileCombos, done] = arguments;
+        (async () => {
+          const url = '/api/workflow_templates/' + encodeURIComponent(module) + '/' + encodeURIComponent(title) + '.json';
+          const data = await (await fetch(url)).json();
+          await window.app.loadGraphData(data, true, true, title);
+          const problems = [];
+          const types = [];
+          for (const node of window.app.graph._nodes) {
+            types.push(node.type);
+            if (!LiteGraph.registered_node_types[node.type]) problems.push(`node ${node.id}: missing node type ${node.type}`);
+            for (const w of node.widgets ?? []) {
+              const values = w.options?.values;
+              if (Array.isArray(values) && !fileCombos.includes(w.name) && !values.includes(w.value))
+                problems.push(`node ${node.id} (${node.type}).${w.name}: ${JSON.stringify(w.value)} is not one of its options`);
+              if (w.type === 'number' && typeof w.value !== 'number')
+                problems.push(`node ${node.id} (${node.type}).${w.name}: ${JSON.stringify(w.value)} is not a number`);
+            }
+          }
+          done({problems, types, count: window.app.graph._nodes.length});
+        })().catch(e => done({problems: ['load failed: ' + e], types: [], count: 0}));
+    """, module, title, list(FILE_COMBOS))
+
+
+def _close_dialogs(browser):
+    browser.execute_script("document.querySelectorAll('.p-dialog-close-button').forEach(b => b.click());")
+    time.sleep(0.5)
+
+
+def test_templates_browser_lists_the_pack_with_thumbnails_and_opens_a_template(browser, shots):
+    from selenium.webdriver.common.by import By
+
+    module = _module_name(browser)
+    if not browser.execute_script("return !!document.querySelector('.p-dialog')"):
+        browser.execute_script("window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    category = _wait(browser, f"return [...document.querySelectorAll('.p-dialog *')].find(e => e.children.length === 0 && e.textContent.trim() === {json.dumps(module)})",
+                     30, f"the templates browser has no '{module}' category")
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", category)
+    # thumbnails load lazily (as blob: URLs) for the cards in view
+    _wait(browser, "return [...document.querySelectorAll('.p-dialog img')].filter(i => i.src && i.complete && i.naturalWidth > 0).length >= 3",
+          30, "the pack's thumbnails did not load")
+    time.sleep(1.0)
+    browser.save_screenshot(str(shots / "templates_browser.png"))
+    _check_not_blank(shots / "templates_browser.png")
+    broken = browser.execute_script(
+        "return [...document.querySelectorAll('.p-dialog img')].filter(i => i.src && i.complete && i.naturalWidth === 0).map(i => i.src)")
+    assert not broken, f"thumbnails that did not load: {broken}"
+    card = browser.find_element(By.XPATH, "//*[contains(@class,'p-dialog')]//*[normalize-space(text())='Wide panorama (SyncTweedies)']")
+    browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", card)
+    _wait(browser, "return window.app.graph._nodes.some(n => n.type === 'SyncCanvasWidePanorama') && !document.querySelector('.p-dialog')",
+          30, "clicking the template did not open the wide panorama workflow")
+    browser.execute_script("window.app.canvas.ds.scale = 0.8; window.app.canvas.ds.offset = [10, 30]; window.app.canvas.setDirty(true, true);")
+    time.sleep(1.0)
+    browser.save_screenshot(str(shots / "template_opened.png"))
+    _check_not_blank(shots / "template_opened.png")
+
+
+def test_every_shipped_workflow_opens_in_the_editor_without_missing_nodes_or_invalid_values(browser):
+    _close_dialogs(browser)
+    module = _module_name(browser)
+    report = {}
+    for entry in shipped_workflows(REPO):
+        result = _load_template(browser, module, entry["title"])
+        expected = json.loads(entry["ui"].read_text())
+        assert result["count"] == len(expected["nodes"]), (entry["title"], result)
+        report[entry["title"]] = result["problems"]
+    assert not {k: v for k, v in report.items() if v}, json.dumps(report, indent=1)
+
+
+def test_a_360_workflow_runs_from_the_editor_and_its_viewer_renders(browser, shots):
+    _close_dialogs(browser)
+    module = _module_name(browser)
+    entry = next(e for e in shipped_workflows(REPO) if e["id"] == "panorama360_stochsync")
+    result = _load_template(browser, module, entry["title"])
+    assert not result["problems"], result["problems"]
+    api, changes = prepare_graph(json.loads(entry["api"].read_text()), fast=True)  # tiny model, small sizes
+    values = {node_id: node["inputs"] for node_id, node in api.items()}
+    browser.execute_script("""
+        const values = arguments[0];
+        for (const node of window.app.graph._nodes) {
+          for (const w of node.widgets ?? []) {
+            const v = values[String(node.id)]?.[w.name];
+            if (v !== undefined && !Array.isArray(v)) w.value = v;
+          }
+        }
+        window.app.graph.setDirtyCanvas(true, true);
+    """, values)
+    browser.execute_script("window.app.queuePrompt(0, 1)")
+    stats = _wait(browser, "const v = window.SyncCanvas360.viewers.find(v => v.renders > 0); return v ? v.stats() : null;", 600,
+                  "the 360 viewer never drew the panorama (did the run fail? see the server log)")
+    assert stats["std"] > 3.0, f"the viewer drew a flat picture: {stats}"
+    viewer_node = stats["node"]
+    # Look around: a drag turns the view, and the drawing changes.
+    moved = browser.execute_script("""
+        const viewer = window.SyncCanvas360.viewers.find(v => v.node.id === arguments[0]);
+        const before = viewer.stats(), c = viewer.canvas, r = c.getBoundingClientRect();
+        const at = (type, x) => c.dispatchEvent(new PointerEvent(type, {clientX: r.left + x, clientY: r.top + 50, pointerId: 1, bubbles: true}));
+        at('pointerdown', 200); at('pointermove', 40); at('pointerup', 40);
+        return [before, viewer.stats(), viewer.yaw];
+    """, viewer_node)
+    assert moved[1]["renders"] > moved[0]["renders"] and moved[2] != 0, moved
+    browser.execute_script("""
+        const node = window.app.graph.getNodeById(arguments[0]);
+        const ds = window.app.canvas.ds; ds.scale = 1.0;
+        ds.offset = [-node.pos[0] + 60, -node.pos[1] + 80];
+        window.app.canvas.setDirty(true, true);
+    """, viewer_node)
+    time.sleep(1.5)
+    browser.save_screenshot(str(shots / "viewer_360_editor.png"))
+    _check_not_blank(shots / "viewer_360_editor.png")
+    canvas = browser.execute_script("return window.SyncCanvas360.viewers.find(v => v.node.id === arguments[0]).canvas", viewer_node)
+    (shots / "viewer_360.png").write_bytes(canvas.screenshot_as_png)
+    _check_not_blank(shots / "viewer_360.png", min_std=3.0)
