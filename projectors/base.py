@@ -251,8 +251,13 @@ class Projector:
         views: ViewSelection = None,
         iterations: int = 30,
         tolerance: float = 1e-10,
+        in_place: bool = False,
     ) -> torch.Tensor:
         """Least-squares fuse ``argmin_z sum_i ||W_i^(1/2) (F_i z - w_i)||^2`` -> ``[C, *S]``.
+
+        ``in_place``: the caller owns ``previous`` and gives it up: the closed-form fuse then writes the
+        touched elements into it and returns it, instead of copying the whole canvas (the papers' 360
+        latent canvas is 2048x4096; its views touch ~1% of it). Ignored where it cannot apply.
 
         Uncovered canonical elements keep ``previous`` (zeros when None). For n-to-1 maps the solve
         runs conjugate gradients on the normal equations, warm-started from ``previous`` (or from the
@@ -262,7 +267,7 @@ class Projector:
         """
         out_dtype, w = w.dtype, w.to(working_dtype(w.dtype))  # half views are fused in float32
         if not (self.n_to_one and iterations > 0):
-            return self._closed_form_fuse(w, previous, views).to(out_dtype)
+            return self._closed_form_fuse(w, previous, views, in_place).to(out_dtype)
         num, den = self.unproject(w, views)
         covered = den > 0
         closed = torch.where(covered, num / den.clamp_min(1e-12), torch.zeros_like(num))
@@ -273,7 +278,8 @@ class Projector:
             closed = self._solve_normal_equations(w, num, covered, start, views, iterations, tolerance)
         return closed.to(out_dtype)
 
-    def _closed_form_fuse(self, w: torch.Tensor, previous: torch.Tensor | None, views: ViewSelection) -> torch.Tensor:
+    def _closed_form_fuse(self, w: torch.Tensor, previous: torch.Tensor | None, views: ViewSelection,
+                          in_place: bool = False) -> torch.Tensor:
         """value / weight on the touched texels only (the least-squares fuse of 1-to-1 / 1-to-n maps)."""
         ids = self._view_ids(views)
         self._check_views(w, ids)
@@ -284,10 +290,7 @@ class Projector:
         wf = self._signed(w, ids).reshape(w.shape[0], c, -1)
         num = self._scatter(wf * pw, taps, local, touched.numel())  # [C, U]
         den = self._scatter(pw.expand(-1, 1, -1).contiguous(), taps, local, touched.numel())  # [1, U]
-        if previous is None:
-            out = torch.zeros(c, self.canonical_size, dtype=w.dtype, device=w.device)
-        else:
-            out = previous.to(w.dtype).reshape(c, -1).clone()
+        out = canvas_to_write(previous, c, self.canonical_size, w, in_place)
         fused = torch.where(den > 0, num / den.clamp_min(1e-12), out.index_select(1, touched))
         out.index_copy_(1, touched, fused)
         return out.reshape(c, *self.canonical_shape)
@@ -469,6 +472,18 @@ def conjugate_gradient(normal_operator, rhs, start, inv_diag, mask, tolerance: f
         done += 1
     relative = float((norm(r) / scale).max())
     return z, SolveReport(done, relative, relative <= tolerance)
+
+
+def canvas_to_write(previous: torch.Tensor | None, channels: int, size: int, like: torch.Tensor,
+                    in_place: bool) -> torch.Tensor:
+    """The ``[C, size]`` canvas a fuse writes its touched elements into: zeros without ``previous``;
+    ``previous`` itself when the caller gave it up (``in_place``) and it already has the dtype, device
+    and layout of the result; else a copy of it."""
+    if previous is None:
+        return torch.zeros(channels, size, dtype=like.dtype, device=like.device)
+    if in_place and previous.dtype == like.dtype and previous.device == like.device and previous.is_contiguous():
+        return previous.view(channels, size)
+    return previous.to(like.dtype).reshape(channels, size).clone()
 
 
 def voronoi_sources(covered: np.ndarray, wrap_columns: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import torch
 
 from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
-from .base import Projector, SparseViewMap, fill_from_sources, voronoi_sources, working_dtype
+from .base import Projector, SparseViewMap, canvas_to_write, fill_from_sources, voronoi_sources, working_dtype
 from .cancel import check_cancel
 from .grid import grid_taps
 from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix
@@ -143,15 +143,15 @@ class MeshTextureProjector(Projector):
                   **kwargs) -> torch.Tensor:
         """Weighted mean ``sum_i g_i(W_i w_i) / sum_i g_i(W_i)`` per texel; unseen texels keep ``previous``.
 
-        One sparse product over the touched texels; the rest of the texture is ``previous`` (copied)."""
+        One sparse product over the touched texels; the rest of the texture is ``previous`` (copied,
+        or written into with ``in_place``, see base)."""
         if self.pull is None:
             return super().aggregate(w, previous, views, iterations, **kwargs)
         self._check_views(w, self._view_ids(views))
         out_dtype, w = w.dtype, w.to(working_dtype(w.dtype))
         g = self._unprojection(views)
         c = w.shape[1]
-        out = torch.zeros(c, self.canonical_size, dtype=w.dtype, device=w.device) if previous is None \
-            else previous.to(w.dtype).reshape(c, -1).clone()
+        out = canvas_to_write(previous, c, self.canonical_size, w, kwargs.get("in_place", False))
         out[:, g.touched] = g.numerator(w) / g.den.to(w.dtype)
         return out.reshape(c, *self.canonical_shape).to(out_dtype)
 

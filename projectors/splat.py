@@ -165,6 +165,7 @@ class SplatProjector(Projector):
         views: ViewSelection = None,
         iterations: int = 30,
         tolerance: float = DEFAULT_CG_TOLERANCE,
+        in_place: bool = False,  # accepted for the engine; the solve makes a new [C, G] anyway
     ) -> torch.Tensor:
         """Least-squares colours ``[C, G]`` for views ``w`` ``[n, C, H, W]`` (preconditioned CG).
 

@@ -154,6 +154,7 @@ class Engine:
         self.check_cancel = check_cancel
         self.model_evals = 0
         self.previous: dict[str, torch.Tensor] = {}
+        self._own_fuses: dict[str, torch.Tensor] = {}
 
     # ---- model calls ---------------------------------------------------------------------------
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, view_ids: torch.Tensor) -> torch.Tensor:
@@ -189,8 +190,12 @@ class Engine:
     # ---- fusing --------------------------------------------------------------------------------
     def fuse(self, views: torch.Tensor, key: str, view_ids=None) -> torch.Tensor:
         """A({g_i(v_i)}) -> canonical ``[C, *S]``; uncovered elements keep the last value fused under ``key``."""
-        fused = self.projector.aggregate(views, previous=self.previous.get(key), views=view_ids)
-        self.previous[key] = fused
+        previous = self.previous.get(key)
+        # a canvas this engine's own fuse made (never a caller's latent) is written where the views touch
+        # it instead of being copied whole every step; every user of the last fuse has read it by now
+        mine = previous is not None and previous is self._own_fuses.get(key)
+        fused = self.projector.aggregate(views, previous=previous, views=view_ids, in_place=mine)
+        self.previous[key] = self._own_fuses[key] = fused
         return fused
 
     def fuse_rgb(self, x0_views: torch.Tensor, view_ids=None) -> torch.Tensor:

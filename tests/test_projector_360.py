@@ -283,3 +283,29 @@ def test_voronoi_sources_match_the_full_index_map_fill():
     flat = rows[:, 24:72] * 48 + (cols[:, 24:72] - 24) % 48
     old = z.reshape(2, -1)[:, torch.as_tensor(flat).reshape(-1)].reshape(z.shape)
     torch.testing.assert_close(fill_from_sources(z, *voronoi_sources(covered, wrap_columns=True)), old)
+
+
+def test_fuse_writes_into_a_canvas_the_engine_owns_and_never_into_a_callers():
+    """in_place: the same values, written into ``previous`` (no whole-canvas copy); the engine gives up
+    only canvases its own fuse made, never the caller's latent it started from."""
+    from sync_canvas.projectors.panorama360 import EquirectProjector
+    from sync_canvas.samplers.engine import Engine
+
+    proj = EquirectProjector(16, canvas_hw=(32, 64))
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(proj.n_views, 4, 16, 16, generator=gen)
+    previous = torch.randn(4, 32, 64, generator=gen)
+    copied = proj.aggregate(w, previous.clone())
+    mine = previous.clone()
+    fused = proj.aggregate(w, mine, in_place=True)
+    assert fused.data_ptr() == mine.data_ptr()
+    torch.testing.assert_close(fused, copied)
+
+    latent = previous.clone()
+    engine = Engine(lambda x, s, ids: x, proj, None, torch.zeros(4, 32, 64), None, None, None, None)
+    engine.previous["x0"] = latent
+    first = engine.fuse(w, "x0")
+    assert torch.equal(latent, previous) and first.data_ptr() != latent.data_ptr()
+    second = engine.fuse(2 * w, "x0")
+    assert second.data_ptr() == first.data_ptr()  # its own canvas, updated where the views touch it
+    torch.testing.assert_close(second, proj.aggregate(2 * w, copied))
