@@ -44,6 +44,7 @@ class SplatProjector(Projector):
         supersample: weights rasterised on s x s sub-pixels per pixel and averaged (splat_render).
         latent_supersample: ``supersample`` of the latent twins ``rescaled`` builds (at most the
             factor): area-averaged latent pixels see the small splats a 64^2 point sample misses.
+        device: where the compositing weights are built and kept (default: where ``means`` is).
         overlap_tolerance: two views overlap (for StochSync's groups) when they share more than this
             fraction of the gaussians the smaller view shows with at least half a pixel of weight.
 
@@ -78,6 +79,7 @@ class SplatProjector(Projector):
         weights: CompositingWeights | None = None,
         supersample: int = 1,
         latent_supersample: int = 4,
+        device: torch.device | str | None = None,
     ) -> None:
         if min_visibility <= 0:
             raise ValueError(f"min_visibility must be > 0, got {min_visibility}")
@@ -86,7 +88,11 @@ class SplatProjector(Projector):
         self.min_visibility = float(min_visibility)
         self.overlap_tolerance = float(overlap_tolerance)
         self.latent_supersample = int(latent_supersample)
-        wts = weights if weights is not None else compositing_weights(*self.geometry, cameras, supersample=supersample)
+        # built where the data is (``device``: default the means' device; the geometry itself stays on the
+        # CPU for the 3-D nearest fill), so a CUDA run never builds 10^8 weights on the CPU
+        build_on = torch.device(device) if device is not None else means.device
+        wts = weights if weights is not None else compositing_weights(
+            *(t.to(build_on) for t in self.geometry), cameras, supersample=supersample)
         if wts.n_views != len(cameras) or (wts.height, wts.width) != (cameras.height, cameras.width):
             raise ValueError("precomputed weights do not match the cameras")
         self.weights = wts
@@ -257,7 +263,7 @@ class SplatProjector(Projector):
         if factor not in cache:
             cache[factor] = SplatProjector(*self.geometry, self.cameras.rescaled(factor), self.min_visibility,
                                            self.overlap_tolerance, supersample=min(self.latent_supersample, factor),
-                                           latent_supersample=self.latent_supersample)
+                                           latent_supersample=self.latent_supersample, device=self.device)
         return cache[factor].to(self.device)
 
     def alpha_maps(self) -> torch.Tensor:
