@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 
 from .base import Projector, divide_size, fill_from_nearest_points
-from .grid import index_taps
+from .grid import bilinear_corners, index_taps
 from .panorama360 import focal_pixels, view_directions
 
 FACE_NAMES = ("px", "nx", "py", "ny", "pz", "nz")  # file suffixes of the six faces, in canvas order
@@ -161,20 +161,10 @@ class CubeMapProjector(Projector):
     def _sample_faces(self, z: torch.Tensor, face, row, col) -> torch.Tensor:
         """Bilinear reads of face texels at continuous (row, col), clamped at the face's edge: ``[C, *row.shape]``."""
         f = self.face_size
-        y, x = (row - 0.5).clamp(0, f - 1), (col - 0.5).clamp(0, f - 1)
-        y0, x0 = y.floor().long().clamp(0, f - 1), x.floor().long().clamp(0, f - 1)
-        y1, x1 = (y0 + 1).clamp(max=f - 1), (x0 + 1).clamp(max=f - 1)
-        wy, wx = (y - y0).to(z.dtype), (x - x0).to(z.dtype)
-        flat = z.reshape(z.shape[0], -1)
-        base = face * f * f
-
-        def read(r, c):
-            return flat[:, (base + r * f + c).reshape(-1).to(z.device)].reshape(z.shape[0], *row.shape)
-
-        wy, wx = wy.to(z.device), wx.to(z.device)
-        top = read(y0, x0) * (1 - wx) + read(y0, x1) * wx
-        bottom = read(y1, x0) * (1 - wx) + read(y1, x1) * wx
-        return top * (1 - wy) + bottom * wy
+        index, weight = bilinear_corners(row, col, f, f)  # [..., 4] within the face
+        index = (index + (face * f * f).unsqueeze(-1)).reshape(-1).to(z.device)
+        taps = z.reshape(z.shape[0], -1)[:, index].reshape(z.shape[0], *row.shape, 4)
+        return (taps * weight.to(z.device, z.dtype)).sum(-1)
 
     def rescaled(self, factor: int) -> "CubeMapProjector":
         vh, vw = self.view_hw

@@ -36,6 +36,22 @@ def _cat_taps(maps: list[SparseViewMap]) -> SparseViewMap:
     return SparseViewMap(*(torch.cat([getattr(m, f) for m in maps], 1) for f in ("index", "weight", "pixel_weight")))
 
 
+def bilinear_corners(y: torch.Tensor, x: torch.Tensor, h: int, w: int, wrap_x: bool = False):
+    """The four texel centres around continuous positions (y, x) (texel units, centres at c + 0.5) on an
+    H x W grid and their bilinear weights: ``(flat index [..., 4] int64, weight [..., 4] float32)``.
+    Rows are clamped to the border; columns too, or periodic with ``wrap_x``. The one bilinear tap rule
+    of the pack (grid canvases, the mesh pull's pixel reads, the cube map's equirect export)."""
+    yc, xc = y - 0.5, x - 0.5
+    y0, x0 = torch.floor(yc), torch.floor(xc)
+    fy, fx = (yc - y0).float(), (xc - x0).float()
+    y0, x0 = y0.long(), x0.long()
+    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], -1).clamp(0, h - 1)
+    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], -1)
+    xs = xs % w if wrap_x else xs.clamp(0, w - 1)
+    wts = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
+    return ys * w + xs, wts
+
+
 def grid_taps(
     y: torch.Tensor,
     x: torch.Tensor,
@@ -56,18 +72,8 @@ def grid_taps(
     h, w = canvas_hw
     valid = valid.bool()
     pw = valid.to(torch.float32) if pixel_weight is None else pixel_weight.to(torch.float32) * valid
-    # bilinear: the four texel centres around (y - 0.5, x - 0.5)
-    yc, xc = y - 0.5, x - 0.5
-    y0, x0 = torch.floor(yc), torch.floor(xc)
-    fy, fx = (yc - y0).float(), (xc - x0).float()
-    y0, x0 = y0.long(), x0.long()
-    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], -1)
-    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], -1)
-    wts = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
-    ys = ys.clamp(0, h - 1)
-    xs = xs % w if wrap_x else xs.clamp(0, w - 1)
-    wts = wts * valid.unsqueeze(-1)
-    bilinear = SparseViewMap(ys * w + xs, wts, pw)
+    index, wts = bilinear_corners(y, x, h, w, wrap_x)
+    bilinear = SparseViewMap(index, wts * valid.unsqueeze(-1), pw)
     return bilinear, nearest_grid_taps(y, x, valid, canvas_hw, wrap_x, pw)
 
 

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from ..assets.mesh_data import MeshData
+from .cancel import check_cancel
+from .grid import bilinear_corners
 from .raster import RasterResult
 from .raster_torch import rasterize_screen
-from .cancel import check_cancel
 
 
 @dataclass
@@ -128,14 +129,7 @@ def pull_taps(
 
 def _bilinear(y: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, h: int, w: int):
     """Four pixel taps around continuous (y, x) with bilinear weights, zeroed on background pixels."""
-    yc, xc = y - 0.5, x - 0.5
-    y0, x0 = torch.floor(yc), torch.floor(xc)
-    fy, fx = yc - y0, xc - x0
-    y0, x0 = y0.long(), x0.long()
-    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], -1).clamp(0, h - 1)
-    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], -1).clamp(0, w - 1)
-    wts = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], -1)
-    pix = ys * w + xs
+    pix, wts = bilinear_corners(y, x, h, w)
     return pix, wts * mask[pix].float()
 
 
