@@ -8,6 +8,7 @@ All geometry lives in ``assets/`` and ``projectors/``; these classes only adapt 
 
 from __future__ import annotations
 
+import inspect
 import os
 
 import torch
@@ -32,11 +33,42 @@ SyncMesh = io.Custom("SYNC_MESH")
 SyncCameras = io.Custom("SYNC_CAMERAS")
 
 
-def to_comfy_mesh(mesh: MeshData):
-    """ComfyUI's MESH (batch of one) in the file's own units."""
-    from comfy_extras.nodes_hunyuan3d import MESH
+def core_mesh_type():
+    """ComfyUI's own textured MESH class (``comfy_api.latest.Types.MESH`` with ``uvs`` and ``texture``,
+    ComfyUI >= 0.3.7x, e.g. 0.33.0), or None on versions whose MESH is geometry only (0.3.64)."""
+    try:
+        from comfy_api.latest import Types
+    except ImportError:
+        return None
+    mesh_type = getattr(Types, "MESH", None)
+    if mesh_type is None:
+        return None
+    parameters = inspect.signature(mesh_type).parameters
+    return mesh_type if "uvs" in parameters and "texture" in parameters else None
 
-    return MESH(torch.from_numpy(mesh.original_vertices()).unsqueeze(0), torch.from_numpy(mesh.faces).unsqueeze(0))
+
+def to_comfy_mesh(mesh: MeshData, texture: torch.Tensor | None = None):
+    """ComfyUI's MESH (batch of one) in the file's own units.
+
+    Where the running ComfyUI's MESH carries UVs and a texture (core SaveGLB / Preview3D show them), it gets
+    the mesh's UVs in glTF's convention (v down: ``(u, 1 - v)``) and ``texture`` (IMAGE ``[1, H, W, 3]``);
+    on older versions geometry only (their MESH has nothing else)."""
+    vertices = torch.from_numpy(mesh.original_vertices()).unsqueeze(0)
+    faces = torch.from_numpy(mesh.faces).unsqueeze(0)
+    core = core_mesh_type()
+    if core is None:
+        from comfy_extras.nodes_hunyuan3d import MESH
+
+        return MESH(vertices, faces)
+    uvs = None
+    if mesh.uvs is not None:
+        uvs = torch.from_numpy(mesh.uvs.astype("float32")).clone()
+        uvs[:, 1] = 1.0 - uvs[:, 1]
+        uvs = uvs.unsqueeze(0)
+    image = None
+    if texture is not None and uvs is not None:
+        image = texture[:1, ..., :3].float().clamp(0, 1).cpu() if texture.dim() == 4 else texture[None, ..., :3].float().cpu()
+    return core(vertices, faces, uvs=uvs, texture=image)
 
 
 def texture_tensor(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -63,7 +95,7 @@ class SyncCanvasLoadMesh(io.ComfyNode):
             ],
             outputs=[
                 SyncMesh.Output("sync_mesh", tooltip="The mesh for SyncCanvas camera rigs and projectors."),
-                io.Mesh.Output("comfy_mesh", tooltip="ComfyUI's MESH (geometry only), for core 3D nodes such as SaveGLB."),
+                io.Mesh.Output("comfy_mesh", tooltip="ComfyUI's MESH for core 3D nodes such as SaveGLB: with UVs and the file's texture where ComfyUI's MESH carries them, geometry only on older versions."),
             ],
         )
 
@@ -72,7 +104,8 @@ class SyncCanvasLoadMesh(io.ComfyNode):
         data = load_mesh(resolve_input_file(mesh, "mesh"), unwrap=unwrap, root=input_root())
         # refused / missing references (MTL, textures, glTF buffers) were logged; show them on the node too
         report = describe(data.warnings) if data.warnings else f"loaded {data!r}"
-        return io.NodeOutput(data, to_comfy_mesh(data), ui=ui.PreviewText(report))
+        original = None if data.texture is None else torch.from_numpy(data.texture[..., :3].copy()).float().div(255.0)[None]
+        return io.NodeOutput(data, to_comfy_mesh(data, original), ui=ui.PreviewText(report))
 
 
 class SyncCanvasMeshFromComfy(io.ComfyNode):
@@ -252,7 +285,7 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
                 io.String.Input("filename_prefix", default="SyncCanvas/mesh", tooltip="Inside the output folder; no '..' or absolute paths."),
                 io.Combo.Input("format", options=["glb", "obj", "glb+obj"], default="glb", tooltip="glb: one file, texture embedded; obj: OBJ + MTL + PNG; or both."),
             ],
-            outputs=[io.Mesh.Output("mesh", tooltip="ComfyUI's MESH (geometry only) of the saved mesh.")],
+            outputs=[io.Mesh.Output("mesh", tooltip="ComfyUI's MESH of the saved mesh: with its UVs and texture where ComfyUI's MESH carries them (core SaveGLB / Preview3D show it textured), geometry only on older versions.")],
             is_output_node=True,
         )
 
@@ -268,7 +301,7 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
         if "obj" in format:
             saved += export_obj(projector.mesh, tex, folder, stem)
         text = "saved " + ", ".join(os.path.join(subfolder, p.name) for p in saved)
-        return io.NodeOutput(to_comfy_mesh(projector.mesh), ui=ui.PreviewText(text))
+        return io.NodeOutput(to_comfy_mesh(projector.mesh, texture if torch.is_tensor(texture) else None), ui=ui.PreviewText(text))
 
 
 NODES = [

@@ -57,9 +57,18 @@ def pytest_terminal_summary(terminalreporter):
         names = ", ".join(sorted({name for name, _ in RUN_LOG}))
         wall = time.perf_counter() - _SESSION["server_started"] if "server_started" in _SESSION else float("nan")
         terminalreporter.write_sep(
-            "=", f"ComfyUI integration: {len({n for n, _ in RUN_LOG})} workflows ran through a real ComfyUI "
+            "=", f"ComfyUI integration: {len({n for n, _ in RUN_LOG})} workflows ran through a real ComfyUI {_comfyui_version()} "
                  f"in {seconds:.1f} s of prompt time ({names}); server up {_SESSION.get('startup', 0):.1f} s "
                  f"after launch, {wall:.0f} s from launch to the end of the run", green=True)
+
+
+def _comfyui_version() -> str:
+    """The checkout's version (comfyui_version.py), e.g. '0.33.0', for the summary line."""
+    try:
+        text = (pathlib.Path(COMFYUI_PATH) / "comfyui_version.py").read_text()
+        return text.split("__version__")[1].split('"')[1]
+    except (OSError, IndexError, TypeError):
+        return "(version unknown)"
 
 
 @pytest.fixture(scope="session")
