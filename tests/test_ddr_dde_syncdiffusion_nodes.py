@@ -48,6 +48,8 @@ def test_ddr_node_canvas_and_siren(tiny, model, panorama):
     assert "DDR (canvas" in report and "7 schedule entries" in report and "15 view evaluations" in report
     latent_siren, _, report_siren = run(SyncCanvasDDRKSampler, model, tiny, panorama, representation="siren", **base)
     assert "siren" in report_siren and torch.isfinite(latent_siren["samples"]).all()
+    # the representation option is honoured: a SIREN fit is not the canvas itself
+    assert (latent_siren["samples"] - latent["samples"]).abs().max() > 1e-3
 
 
 def test_dde_node_without_coordinator_says_it_averages_and_untrained_equals_it(tiny, model, panorama):

@@ -126,6 +126,10 @@ def test_sampler_textures_the_mesh_and_edit_start_feeds_it(folders, tiny):
         assert latent["samples"].shape == (1, 4, 48, 48)  # latent texture = 1.5 x RGB texture
         assert image.shape == (1, 32, 32, 3) and views.shape == (10, 64, 64, 3)
         assert torch.isfinite(latent["samples"]).all() and torch.isfinite(image).all()
+        # the views are renders of the one texture image (final RGB synchronization), where the mesh is seen
+        rendered = projector.project(image[0].movedim(-1, 0).to(projector.device)).movedim(1, -1).cpu()
+        seen = projector.view_masks().cpu().unsqueeze(-1).expand_as(views)
+        assert float((rendered - views)[seen].abs().mean()) < 0.02
         start = SyncCanvasMeshEditStart.execute(projector, image, vae).args[0]
         assert start["samples"].shape == (1, 4, 48, 48) and torch.isfinite(start["samples"]).all()
         edited = SyncCanvasKSampler.execute(model, pos, neg, projector, denoise=0.8, vae=vae, latent=start, **settings).args[0]

@@ -151,12 +151,21 @@ def test_cancel_stops_within_one_model_call(tiny, model):
     assert len(calls) == 1
 
 
-def test_stochsync_mode_runs_on_groups_and_returns_finite_canvas(tiny, model):
+def test_stochsync_mode_runs_on_groups_and_honours_seed_and_inner_steps(tiny, model):
     from sync_canvas.projectors import WidePanoramaProjector
 
     projector = WidePanoramaProjector(64, 192, 64, 64, wrap=False)
-    latent = run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), projector, mode="stochsync", steps=2, inner_steps=2)[0]
-    assert latent["samples"].shape == (1, 4, 8, 24) and torch.isfinite(latent["samples"]).all()
+
+    def run(**options):
+        settings = dict(mode="stochsync", steps=2, inner_steps=2)
+        settings.update(options)
+        return run_sampler(model, tiny.conditioning(0), tiny.conditioning(1), projector, **settings)[0]["samples"]
+
+    latent = run()
+    assert latent.shape == (1, 4, 8, 24) and torch.isfinite(latent).all()
+    assert torch.equal(run(), latent)  # same seed, same canvas
+    assert (run(seed=4) - latent).abs().max() > 1e-3  # the seed reaches the noise
+    assert (run(inner_steps=1) - latent).abs().max() > 1e-3  # inner_steps reaches StochSync
 
 
 def test_bad_inputs_raise_clear_errors(tiny, model):
