@@ -518,7 +518,7 @@ def fill_from_sources(z: torch.Tensor, uncovered, sources, chunk: int = 1 << 22)
     """``z`` ``[C, *S]`` with ``z[:, uncovered] = z[:, sources]`` (flat indices), copied in chunks of
     ``chunk`` elements so no index temporary grows with the canvas."""
     out = z.reshape(z.shape[0], -1).clone()
-    uncovered, sources = torch.as_tensor(uncovered), torch.as_tensor(sources)
+    uncovered, sources = torch.as_tensor(uncovered, device="cpu"), torch.as_tensor(sources, device="cpu")  # host index maps
     for start in range(0, len(uncovered), chunk):
         dst = uncovered[start : start + chunk].to(z.device)
         out[:, dst] = out[:, sources[start : start + chunk].to(z.device)]
