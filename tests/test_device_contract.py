@@ -18,9 +18,10 @@ to catch violations:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import os
+import pathlib
+import sys
 import weakref
 
 import pytest
@@ -54,6 +55,9 @@ from sync_canvas.samplers.dde.coordinator import Coordinator, CoordinatorConfig
 from sync_canvas.samplers.engine import module_on
 from sync_canvas.samplers.syncdiffusion import sample_syncdiffusion
 from sync_canvas.samplers.syncdiffusion_losses import PerceptualLoss
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from projector_state import snapshot, state_of, tensors_in  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -293,30 +297,6 @@ def test_cross_view_attention_stays_on_the_data_device():
 
 # --------------------------------------------------------------------------------------------------
 # 4. moving a projector moves every tensor it uses, and leaves the original as it was
-def tensors_in(obj, path: str = "", seen: set | None = None, skip: tuple[str, ...] = ()):
-    """(path, tensor) for every tensor reachable from ``obj`` through attributes, dataclass fields,
-    dicts, lists and tuples (each object once). Paths in ``skip`` are not entered."""
-    seen = set() if seen is None else seen
-    if path in skip:
-        return
-    if isinstance(obj, torch.Tensor):
-        yield path, obj
-        return
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, dict):
-        items = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
-    elif isinstance(obj, (list, tuple)):
-        items = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
-    elif dataclasses.is_dataclass(obj) or isinstance(obj, Projector):
-        items = [(f"{path}.{k}" if path else k, v) for k, v in vars(obj).items()]
-    else:
-        return
-    for sub_path, value in items:
-        yield from tensors_in(value, sub_path, seen, skip)
-
-
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_to_moves_every_tensor_and_leaves_the_original(name):
     p = BUILDERS[name]()
@@ -333,17 +313,6 @@ def test_to_moves_every_tensor_and_leaves_the_original(name):
 
 # --------------------------------------------------------------------------------------------------
 # 5. a run never changes its inputs (node outputs in ComfyUI's cache) and frees what it moved
-def snapshot(obj) -> dict:
-    """path -> (device, dtype, shape, storage) of every tensor reachable from ``obj``."""
-    return {path: (t.device, t.dtype, tuple(t.shape), _storage(t)) for path, t in tensors_in(obj)}
-
-
-def _storage(t: torch.Tensor) -> int | None:
-    if t.device.type == "meta":
-        return None
-    return (t.values() if t.layout == torch.sparse_csr else t).untyped_storage().data_ptr()
-
-
 class _TinyNetLoss(torch.nn.Module):
     """A SyncDiffusion loss with weights (as LPIPS has): ``[n]`` distances of 1x1-conv features."""
 
@@ -353,34 +322,6 @@ class _TinyNetLoss(torch.nn.Module):
 
     def forward(self, views, anchor):
         return (self.conv(views) - self.conv(anchor)).pow(2).mean((1, 2, 3))
-
-
-def state_of(projector: Projector) -> dict:
-    """Everything a run could change in a projector: each attribute's identity, and every reachable
-    container's contents and tensor (device, dtype, shape, storage)."""
-    return {"attributes": {k: id(v) for k, v in vars(projector).items()},
-            "tensors": snapshot(projector),
-            "containers": {path: repr(sorted(map(repr, obj.keys())) if isinstance(obj, dict) else len(obj))
-                           for path, obj in containers_in(projector)}}
-
-
-def containers_in(obj, path: str = "", seen: set | None = None):
-    seen = set() if seen is None else seen
-    if id(obj) in seen or isinstance(obj, torch.Tensor):
-        return
-    seen.add(id(obj))
-    if isinstance(obj, (dict, list)):
-        yield path, obj
-    if isinstance(obj, dict):
-        items = [(f"{path}[{k!r}]", v) for k, v in obj.items()]
-    elif isinstance(obj, (list, tuple)):
-        items = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
-    elif dataclasses.is_dataclass(obj) or isinstance(obj, Projector):
-        items = [(f"{path}.{k}", v) for k, v in vars(obj).items()]
-    else:
-        return
-    for sub_path, value in items:
-        yield from containers_in(value, sub_path, seen)
 
 
 RUNS = {
