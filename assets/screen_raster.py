@@ -81,8 +81,11 @@ def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0, check=None):
     if check is not None:
         check()
     bary = torch.zeros(h * w, 3, dtype=torch.float64)
-    hit = torch.nonzero(fbuf >= 0).squeeze(1)
-    if len(hit):
+    hits = torch.nonzero(fbuf >= 0).squeeze(1)
+    for a in range(0, len(hits), CANDIDATE_BUDGET):  # slices: bounded temporaries, a check between
+        if check is not None and a:
+            check()
+        hit = hits[a : a + CANDIDATE_BUDGET]
         f = fbuf[hit]
         px, py = (hit % w).double() + 0.5, (hit // w).double() + 0.5
         _, persp, _ = _barycentric(fx[f], fy[f], fd[f], px, py)

@@ -63,10 +63,8 @@ def mesh_node_inputs(quick: bool):
                 latent_texture_ratio=1.5, cos_exponent=3.0, sampling="nearest", backend="torch")
 
 
-def cancelled_build(quick: bool, after_s: float) -> None:
-    """Build the mesh projector through its node; ComfyUI's interrupt is raised ``after_s`` into the build."""
-    import comfy.model_management as mm
-
+def build_gaps(quick: bool) -> None:
+    """The full mesh projector build, uninterrupted, and the largest gap between cancellation checks."""
     from sync_canvas.nodes.mesh import SyncCanvasMeshProjector
     from sync_canvas.projectors import cancel
 
@@ -86,9 +84,29 @@ def cancelled_build(quick: bool, after_s: float) -> None:
           f"{len(stamps)} cancellation checks, largest gap between checks {max(gaps):.2f} s")
     del real_check
 
+
+def interrupt_once(quick: bool, after_s: float) -> None:
+    """The build through its (guarded) node; ComfyUI's interrupt is raised ``after_s`` into it."""
+    import comfy.model_management as mm
+
+    from sync_canvas.nodes.memory_check import _trim_heap
+    from sync_canvas.nodes.mesh import SyncCanvasMeshProjector
+
+    inputs = mesh_node_inputs(quick)
     gc.collect()
+    _trim_heap()  # the same baseline the failed run's cleanup ends with
     before = rss_mib()
     outcome = {}
+    real_interrupt_check = mm.throw_exception_if_processing_interrupted
+
+    def timed_check():  # the moment the interrupt takes effect (before the node's cleanup runs)
+        try:
+            real_interrupt_check()
+        except mm.InterruptProcessingException:
+            outcome.setdefault("raised", time.perf_counter())
+            raise
+
+    mm.throw_exception_if_processing_interrupted = timed_check
 
     def run():
         try:
@@ -106,10 +124,13 @@ def cancelled_build(quick: bool, after_s: float) -> None:
     mm.interrupt_current_processing(True)
     worker.join()
     mm.interrupt_current_processing(False)
+    mm.throw_exception_if_processing_interrupted = real_interrupt_check
     gc.collect()
     after = rss_mib()
-    print(f"interrupt {t_interrupt - t0:.1f} s into the build: {outcome['result']} "
-          f"{(outcome['t'] - t_interrupt) * 1000:.0f} ms after the interrupt")
+    raised = outcome.get("raised", float("nan"))
+    print(f"interrupt {t_interrupt - t0:.1f} s into the build: {outcome['result']}; took effect (raised) "
+          f"{(raised - t_interrupt) * 1000:.0f} ms after the interrupt, node returned (cleanup done) "
+          f"{(outcome['t'] - t_interrupt) * 1000:.0f} ms after it")
     print(f"  RSS before {before:.1f} MiB, after the failed run {after:.1f} MiB ({100 * (after - before) / before:+.2f}%)")
 
 
@@ -120,7 +141,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     refusal()
-    cancelled_build(quick, after_s=2.0 if quick else 10.0)
+    build_gaps(quick)
+    for after in [2.0] if quick else [3.0, 7.0, 11.0, 15.0]:
+        interrupt_once(quick, after)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ servers, and for tests that must refuse deterministically on any machine).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 
@@ -44,9 +45,18 @@ def require_memory(node: str, estimate: MemoryEstimate, device: torch.device | s
 
 
 def release_after_failure() -> None:
-    """Give back what a failed run allocated: collect the frames' tensors and return the allocator cache."""
+    """Give back what a failed run allocated: collect the frames' tensors, return the GPU allocator's cache,
+    and ask glibc to hand freed heap pages back to the OS (else RSS stays at the failed run's peak)."""
     gc.collect()
     comfy.model_management.soft_empty_cache()
+    _trim_heap()
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim
+        pass
 
 
 def run_estimate(lat_projector, samples: torch.Tensor, vae=None) -> MemoryEstimate:
