@@ -220,6 +220,11 @@ def _common_inputs() -> list:
     ]
 
 
+def _max_views_input() -> io.Input:
+    return io.Int.Input("max_views_per_batch", default=0, min=0, max=1024, optional=True,
+                        tooltip="Views per model call (0 = all at once); lower it to save memory (a wide panorama has many windows).")
+
+
 def _outputs() -> list:
     return [
         io.Latent.Output("canonical_latent", display_name="canonical LATENT", tooltip="The canvas latent."),
@@ -242,8 +247,10 @@ def run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, c
     return out, report
 
 
-def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options) -> io.NodeOutput:
+def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options,
+         max_views_per_batch=0) -> io.NodeOutput:
     lat_projector = latent_projector(projector, vae)
+    options = dict(options, max_views_per_batch=max_views_per_batch or None)
     out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options)
     canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
     if vae is None:
@@ -277,16 +284,18 @@ class SyncCanvasDDRKSampler(io.ComfyNode):
                 io.Float.Input("adam_lr", default=1e-4, min=1e-7, max=1.0, step=1e-5, round=1e-7, tooltip="siren: Adam learning rate (not given by the paper)."),
                 io.Boolean.Input("consistent_noise", default=True, tooltip="Draw the per-view noise from one canvas noise (overlaps agree); off = independent noise per view as in Algorithm 1."),
                 io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+                _max_views_input(),
             ],
             outputs=_outputs(),
         )
 
     @classmethod
     def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, eta, representation,
-                jump_length, jump_interval, jump_repeat, adam_steps, adam_lr, consistent_noise, vae=None) -> io.NodeOutput:
+                jump_length, jump_interval, jump_repeat, adam_steps, adam_lr, consistent_noise, vae=None,
+                max_views_per_batch=0) -> io.NodeOutput:
         options = dict(eta=eta, representation=representation, jump_length=jump_length, jump_interval=jump_interval,
                        jump_repeat=jump_repeat, adam_steps=adam_steps, adam_lr=adam_lr, consistent_noise=consistent_noise)
-        return _run("ddr", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options)
+        return _run("ddr", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options, max_views_per_batch)
 
 
 class SyncCanvasLoadDDECoordinator(io.ComfyNode):
@@ -328,16 +337,18 @@ class SyncCanvasDDEKSampler(io.ComfyNode):
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity."),
                 DDECoordinator.Input("coordinator", optional=True, tooltip="From SyncCanvas Load DDE Coordinator; missing = averaging (reported)."),
                 io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+                _max_views_input(),
             ],
             outputs=_outputs(),
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, eta, coordinator=None, vae=None) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, eta, coordinator=None, vae=None,
+                max_views_per_batch=0) -> io.NodeOutput:
         if coordinator is None:
             log.warning("SyncCanvas DDE: %s", AVERAGING)
         return _run("dde", model, positive, negative, projector, seed, steps, cfg, scheduler, vae,
-                    dict(eta=eta, coordinator=coordinator))
+                    dict(eta=eta, coordinator=coordinator), max_views_per_batch)
 
 
 class SyncCanvasLoadPerceptualLoss(io.ComfyNode):
@@ -388,20 +399,22 @@ class SyncCanvasSyncDiffusionKSampler(io.ComfyNode):
                 io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.01, tooltip="DDIM stochasticity (paper: 0)."),
                 PerceptualLossType.Input("loss", optional=True, tooltip="LPIPS from SyncCanvas Load LPIPS; missing = a weight-free style/statistics loss (reported)."),
                 io.Vae.Input("vae", optional=True, tooltip="Decodes the canvas for the IMAGE output."),
+                _max_views_input(),
             ],
             outputs=_outputs(),
         )
 
     @classmethod
     def execute(cls, model, positive, negative, projector, seed, steps, cfg, scheduler, weight, decay, first_steps,
-                every, anchor_view, eta, loss=None, vae=None) -> io.NodeOutput:
+                every, anchor_view, eta, loss=None, vae=None, max_views_per_batch=0) -> io.NodeOutput:
         if anchor_view >= projector.n_views:
             raise ValueError(f"anchor_view {anchor_view} but the projector has {projector.n_views} views")
         if loss is not None:
             loss = rgb_loss(model.model, loss)
         options = dict(weight=weight, decay=decay, first_steps=first_steps or None, every=every,
                        anchor_view=anchor_view, eta=eta, loss=loss)
-        return _run("syncdiffusion", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options)
+        return _run("syncdiffusion", model, positive, negative, projector, seed, steps, cfg, scheduler, vae, options,
+                    max_views_per_batch)
 
 
 NODES = [SyncCanvasDDRKSampler, SyncCanvasLoadDDECoordinator, SyncCanvasDDEKSampler, SyncCanvasLoadPerceptualLoss,

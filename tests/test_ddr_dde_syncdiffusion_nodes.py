@@ -97,21 +97,38 @@ def test_syncdiffusion_node_with_a_user_lpips_file(tiny, model, panorama, tmp_pa
     assert torch.isfinite(guided["samples"]).all() and (guided["samples"] - plain["samples"]).abs().max() > 0
 
 
+NODE_OPTIONS = {
+    "ddr": dict(eta=0.75, representation="canvas", jump_length=0, jump_interval=1, jump_repeat=1, adam_steps=1,
+                adam_lr=1e-3, consistent_noise=True),
+    "dde": dict(eta=0.0),
+    "syncdiffusion": dict(weight=20.0, decay=0.95, first_steps=0, every=1, anchor_view=0, eta=0.0),
+}
+
+
+@pytest.mark.parametrize("node", ["ksampler", "own node"])
 @pytest.mark.parametrize("mode", ["ddr", "dde", "syncdiffusion"])
-def test_ksampler_fuse_rule_modes_send_a_41_window_panorama_in_chunks(tiny, model, mode):
-    """max_views_per_batch reaches the fuse rules: 41 windows x 2 CFG rows arrive as chunks of <= 2 x 8 rows."""
+def test_fuse_rules_send_a_41_window_panorama_in_chunks(tiny, model, mode, node):
+    """max_views_per_batch reaches the fuse rules (as KSampler modes and on their own nodes): 41 windows x 2
+    CFG rows arrive as chunks of <= 2 x 8 rows."""
+    from sync_canvas.nodes import fuse_rules
     from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
     from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
 
     projector = SyncCanvasWidePanorama.execute(width=64 + 40 * 8, height=64, window=64, stride=8, wrap=False).args[0]
     assert projector.n_views == 41
+    own = {"ddr": fuse_rules.SyncCanvasDDRKSampler, "dde": fuse_rules.SyncCanvasDDEKSampler,
+           "syncdiffusion": fuse_rules.SyncCanvasSyncDiffusionKSampler}[mode]
     rows = []
     handle = model.model.diffusion_model.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
     try:
         with torch.inference_mode():
-            latent = SyncCanvasKSampler.execute(model, tiny.conditioning(0), tiny.conditioning(1), projector, seed=1,
-                                                steps=1, cfg=2.0, mode=mode, scheduler="normal", eta=0.0, denoise=1.0,
-                                                max_views_per_batch=8).args[0]
+            common = dict(seed=1, steps=1, cfg=2.0, scheduler="normal", max_views_per_batch=8)
+            if node == "ksampler":
+                latent = SyncCanvasKSampler.execute(model, tiny.conditioning(0), tiny.conditioning(1), projector,
+                                                    mode=mode, eta=0.0, denoise=1.0, **common).args[0]
+            else:
+                latent = own.execute(model, tiny.conditioning(0), tiny.conditioning(1), projector, **common,
+                                     **NODE_OPTIONS[mode]).args[0]
     finally:
         handle.remove()
     assert max(rows) <= 16 and sum(rows) >= 82, rows  # every view evaluated, never more than 8 views per call
