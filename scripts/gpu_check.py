@@ -300,7 +300,7 @@ def check_timings(table: Table, device: torch.device, small: bool, comfyui: str 
     context = torch.randn(2, 77, 768, generator=gen).to(device, dtype)
     unet, controlnet = build_models(comfy, config, device, dtype, controlnet=True)
     params = sum(p.numel() for p in unet.parameters()) / 1e6
-    table.add("d timings", "models", "INFO", f"UNet {params:.0f}M + ControlNet {sum(p.numel() for p in controlnet.parameters()) / 1e6:.0f}M parameters, {dtype}",
+    table.add("d timings", "models", "INFO", f"UNet {params:.1f}M + ControlNet {sum(p.numel() for p in controlnet.parameters()) / 1e6:.1f}M parameters, {dtype}",
               "random weights, ComfyUI's openaimodel.UNetModel / cldm.ControlNet")
 
     # mesh texturing: 10 views (SyncMVD rig) at 768^2 (latent 96), 30 steps, CFG 15.5, depth ControlNet
