@@ -116,3 +116,18 @@ def test_cube_map_nodes_sample_with_stochsync_and_export_faces_and_equirect(tiny
     assert float(equirect[0, 5]) == pytest.approx(0.4) and float(equirect[-1, 40]) == pytest.approx(0.6)  # top, bottom
     with pytest.raises(ValueError, match="6 image"):
         SyncCanvasCubeMapExport.execute(projector, constant[:1], equirect_height=32)
+
+
+def test_grid_capabilities_let_dde_positions_and_a_siren_work_on_a_cube_map():
+    """Nothing in samplers/ knows cube maps: DDE's positions and DDR's SIREN ask the projector for its 2-D layout."""
+    from sync_canvas.samplers.dde.fuse import view_positions
+    from sync_canvas.samplers.ddr_representations import SirenRepresentation
+
+    projector = CubeMapProjector(4, 8)
+    pos = view_positions(projector)
+    assert pos.shape == (16, 8, 8, 2) and float(pos[..., 1].max()) < 24  # columns on the 4 x 24 strip
+    siren = SirenRepresentation(projector, 3, adam_steps=3, adam_lr=1e-3)
+    target = torch.rand(16, 3, 8, 8)
+    siren.fit(target)
+    assert siren.canonical().shape == (3, 6, 4, 4)
+    assert siren.render().shape == (16, 3, 8, 8) and siren.canonical().abs().sum() > 0
