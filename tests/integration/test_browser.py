@@ -128,32 +128,43 @@ def _load_template(browser, module: str, title: str) -> dict:
 
 
 def _close_dialogs(browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
     browser.execute_script("document.querySelectorAll('.p-dialog-close-button').forEach(b => b.click());")
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
     time.sleep(0.5)
 
 
-def test_templates_browser_lists_the_pack_with_thumbnails_and_opens_a_template(browser, shots):
-    from selenium.webdriver.common.by import By
+LEAF_WITH_TEXT = "return [...document.querySelectorAll('body *')].filter(e => e.children.length === 0 && e.textContent.trim() === arguments[0]).pop()"
 
+
+def test_templates_browser_lists_the_pack_with_thumbnails_and_opens_a_template(browser, shots):
+    """Both editors (frontend 1.27 on ComfyUI 0.3.64, 1.49 on 0.33.0): the pack is a category of the templates
+    browser, its cards show their thumbnails, and clicking one opens the workflow."""
     module = _module_name(browser)
-    if not browser.execute_script("return !!document.querySelector('.p-dialog')"):
-        browser.execute_script("window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    category = _wait(browser, f"return [...document.querySelectorAll('.p-dialog *')].find(e => e.children.length === 0 && e.textContent.trim() === {json.dumps(module)})",
-                     30, f"the templates browser has no '{module}' category")
+    browser.execute_script("window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    end = time.time() + 30
+    category = None
+    while category is None and time.time() < end:
+        category = browser.execute_script(LEAF_WITH_TEXT, module)
+        time.sleep(0.5)
+    assert category is not None, f"the templates browser has no '{module}' category"
     browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", category)
     # thumbnails load lazily (as blob: URLs) for the cards in view
-    _wait(browser, "return [...document.querySelectorAll('.p-dialog img')].filter(i => i.src && i.complete && i.naturalWidth > 0).length >= 3",
+    _wait(browser, "return [...document.querySelectorAll('img')].filter(i => i.src && i.complete && i.naturalWidth >= 256).length >= 3",
           30, "the pack's thumbnails did not load")
     time.sleep(1.0)
     browser.save_screenshot(str(shots / "templates_browser.png"))
     _check_not_blank(shots / "templates_browser.png")
-    broken = browser.execute_script(
-        "return [...document.querySelectorAll('.p-dialog img')].filter(i => i.src && i.complete && i.naturalWidth === 0).map(i => i.src)")
+    broken = browser.execute_script("return [...document.querySelectorAll('img')].filter(i => i.src && i.complete && i.naturalWidth === 0).map(i => i.src)")
     assert not broken, f"thumbnails that did not load: {broken}"
-    card = browser.find_element(By.XPATH, "//*[contains(@class,'p-dialog')]//*[normalize-space(text())='Wide panorama (SyncTweedies)']")
+    card = browser.execute_script(LEAF_WITH_TEXT, "Wide panorama (SyncTweedies)")
+    assert card is not None, "no 'Wide panorama (SyncTweedies)' card in the pack's category"
     browser.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", card)
-    _wait(browser, "return window.app.graph._nodes.some(n => n.type === 'SyncCanvasWidePanorama') && !document.querySelector('.p-dialog')",
+    _wait(browser, "return window.app.graph._nodes.some(n => n.type === 'SyncCanvasWidePanorama')",
           30, "clicking the template did not open the wide panorama workflow")
+    _close_dialogs(browser)
     browser.execute_script("window.app.canvas.ds.scale = 0.8; window.app.canvas.ds.offset = [10, 30]; window.app.canvas.setDirty(true, true);")
     time.sleep(1.0)
     browser.save_screenshot(str(shots / "template_opened.png"))
