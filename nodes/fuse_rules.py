@@ -31,7 +31,8 @@ from ..samplers.ddr_representations import CanonicalRepresentation, SirenReprese
 from ..samplers.syncdiffusion import sample_syncdiffusion
 from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, statistics_loss
 from .common import CATEGORY, decode_canvas, latent_projector, projector_input
-from .sync_sampling import ComfyRun, canonical_latent, check_view_conditioning, comfy_run, run_with_comfy, sync_sigmas
+from .sync_sampling import (ComfyRun, canonical_latent, check_view_conditioning, comfy_run, release_patch_caches,
+                            run_with_comfy, sync_sigmas)
 from .guards import guard_nodes
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,10 @@ def sample_fuse_rule(model, x, sigmas, extra_args=None, callback=None, disable=N
         projector = projector.to(x.device, copy=True)  # the run's own: the node output is never changed
         sigmas = sigmas.to(x.device).clone()
         run = comfy_run(model, x, sigmas, extra_args, callback, projector, noise, latent_image)
-        result, text = entry.run(run, projector, sigmas, dict(options or {}))
+        try:
+            result, text = entry.run(run, projector, sigmas, dict(options or {}))
+        finally:
+            release_patch_caches(extra_args)
         if result_sink is not None:
             result_sink["report"] = text
         return result.canonical.unsqueeze(0).to(x).clone()

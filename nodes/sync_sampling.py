@@ -308,6 +308,18 @@ def check_latent_shape(x: torch.Tensor, projector) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # the KSAMPLER function of the SyncTweedies cases and StochSync
+def release_patch_caches(extra_args: dict | None) -> None:
+    """Empty the per-run caches of the model's attention patches (cross-view attention keeps the reference
+    view's keys/values of the current step). The patches live in the MODEL node output, which ComfyUI
+    caches: without this the last step's tensors would stay pinned (on the GPU) after the run."""
+    options = ((extra_args or {}).get("model_options") or {}).get("transformer_options") or {}
+    for patches in (options.get("patches_replace") or {}).values():
+        for patch in patches.values():
+            clear = getattr(patch, "clear_cache", None)
+            if callable(clear):
+                clear()
+
+
 @torch.no_grad()
 def sample_sync_canvas(
     model,
@@ -345,12 +357,15 @@ def sample_sync_canvas(
         rgb_fuse = make_rgb_fuse(vae, run.base_model, pixel_projector.to(x.device, copy=True), rgb_every_step)
     options = dict(latent_image=run.latent_image, max_views_per_batch=max_views_per_batch or None, rgb_fuse=rgb_fuse,
                    **run.common())
-    if case is None:
-        result = sample_stochsync(run.denoiser, projector, sigmas, run.noise, run.model_sampling,
-                                  inner_steps=inner_steps, **options)
-    else:
-        result = sample_synchronized(run.denoiser, projector, sigmas, run.noise, run.model_sampling, case=case,
-                                     eta=eta, max_denoise=run.max_denoise, **options)
+    try:
+        if case is None:
+            result = sample_stochsync(run.denoiser, projector, sigmas, run.noise, run.model_sampling,
+                                      inner_steps=inner_steps, **options)
+        else:
+            result = sample_synchronized(run.denoiser, projector, sigmas, run.noise, run.model_sampling, case=case,
+                                         eta=eta, max_denoise=run.max_denoise, **options)
+    finally:
+        release_patch_caches(extra_args)
     if result_sink is not None:
         result_sink["result"] = result
     return result.canonical.unsqueeze(0).to(x)

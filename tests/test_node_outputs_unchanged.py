@@ -70,3 +70,30 @@ def test_a_cached_sampler_node_output_is_unchanged_by_the_runs_that_use_it(tiny,
             comfy.sample.sample_custom(model, comfy.sample.prepare_noise(latent, seed), 2.0, sampler, sigmas,
                                        tiny.conditioning(0), tiny.conditioning(1), latent, disable_pbar=True, seed=seed)
     assert (state_of(projector), state_of(latent_projector)) == before
+
+
+@pytest.mark.parametrize("mode", ["case_2", "ddr"])
+def test_cross_view_attention_keeps_no_tensors_of_a_finished_run(tiny, model, mode):
+    """The patch caches the reference view's keys/values of the current step; the patch belongs to the
+    cached MODEL output, so the run empties that cache when it ends (else it stays pinned on the GPU)."""
+    from sync_canvas.nodes.cross_view_attention import patch_model
+    from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
+
+    projector = _wide()
+    patched = patch_model(model, projector.rescaled(8), reference_view=0, reference_weight=1.0, reference_end=1.0)
+    patches = {id(p): p for p in patched.model_options["transformer_options"]["patches_replace"]["attn1"].values()}
+    seen = []
+    for p in patches.values():  # record that the cache was used during the run
+        original = p._reference
+
+        def spy(*args, _original=original, _p=p):
+            out = _original(*args)
+            seen.append(len(_p._ref_cache))
+            return out
+
+        p._reference = spy
+    settings = dict(seed=3, steps=2, cfg=2.0, mode=mode, scheduler="normal", eta=0.0, denoise=1.0)
+    with torch.inference_mode():
+        SyncCanvasKSampler.execute(patched, tiny.conditioning(0), tiny.conditioning(1), projector, **settings)
+    assert max(seen) > 0, "the reference cache was never filled: the test does not exercise it"
+    assert all(len(p._ref_cache) == 0 for p in patches.values())
