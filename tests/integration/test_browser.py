@@ -227,3 +227,22 @@ def test_a_360_workflow_runs_from_the_editor_and_its_viewer_renders(browser, sho
     canvas = browser.execute_script("return window.SyncCanvas360.viewers.find(v => v.node.id === arguments[0]).canvas", viewer_node)
     (shots / "viewer_360.png").write_bytes(canvas.screenshot_as_png)
     _check_not_blank(shots / "viewer_360.png", min_std=3.0)
+
+
+def test_node_help_pages_and_their_pictures_are_served_to_the_editor(browser):
+    """The editor's node help panel fetches /extensions/<pack>/docs/<node>.md; pictures resolve beside it."""
+    module = _module_name(browser)
+    found = browser.execute_async_script("""
+        const [module, done] = arguments;
+        (async () => {
+          const base = '/extensions/' + encodeURIComponent(module) + '/docs/';
+          const page = await fetch(base + 'SyncCanvasKSampler.md');
+          const text = page.ok ? await page.text() : '';
+          const picture = text.match(/!\\[[^\\]]*\\]\\(([^)]+)\\)/);
+          const image = picture ? await fetch(base + picture[1]) : null;
+          done({status: page.status, title: text.split('\\n')[0], image: image ? image.status : null,
+                type: image ? image.headers.get('content-type') : null});
+        })().catch(e => done({error: String(e)}));
+    """, module)
+    assert found.get("status") == 200 and found["title"] == "# SyncCanvas KSampler", found
+    assert found["image"] == 200 and found["type"].startswith("image/"), found
