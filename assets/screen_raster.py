@@ -14,7 +14,7 @@ import math
 
 import torch
 
-CANDIDATE_BUDGET = 1 << 21  # (face, pixel) pairs tested at once
+CANDIDATE_BUDGET = 1 << 20  # (face, pixel) pairs tested at once (also the most work between two cancellation checks)
 
 
 def _edge(ax, ay, bx, by, px, py):

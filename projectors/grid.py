@@ -15,25 +15,39 @@ from .cancel import check_cancel
 TAPS_CHUNK = 1 << 18  # positions per slice: bounds temporaries and the time between cancellation checks
 
 
-def _sliced(build, y, x, valid, pixel_weight, *args):
-    """``build`` over column slices of ``[N, P]`` positions (at most ``TAPS_CHUNK`` per slice), checking for
-    cancellation between slices; the slices' taps concatenated along P."""
-    n, p = y.shape
+TAP_FIELDS = ("index", "weight", "pixel_weight")
+
+
+def sliced_taps(build, n: int, p: int, inputs, *args):
+    """``build(y, x, valid, *args, pixel_weight=...)`` over column slices of ``N x P`` positions (at most
+    ``TAPS_CHUNK`` positions per slice), checking for cancellation before each slice and copying each into
+    preallocated taps (no final concatenation, whose copy cannot be interrupted). ``inputs(a, b)`` returns
+    ``(y, x, valid, pixel_weight or None)`` for columns ``a:b``, so callers can compute them per slice too."""
     step = max(1, TAPS_CHUNK // max(n, 1))
-    if p <= step:
-        return build(y, x, valid, *args, pixel_weight=pixel_weight)
-    parts = []
+    out, single = None, False
     for a in range(0, p, step):
         check_cancel()
-        pw = None if pixel_weight is None else pixel_weight[:, a : a + step]
-        parts.append(build(y[:, a : a + step], x[:, a : a + step], valid[:, a : a + step], *args, pixel_weight=pw))
-    if isinstance(parts[0], tuple):
-        return tuple(_cat_taps([part[k] for part in parts]) for k in range(len(parts[0])))
-    return _cat_taps(parts)
+        b = min(p, a + step)
+        y, x, valid, pw = inputs(a, b)
+        part = build(y, x, valid, *args, pixel_weight=pw)
+        single = not isinstance(part, tuple)
+        parts = (part,) if single else part
+        if out is None:
+            out = [SparseViewMap(*(torch.empty((n, p, *getattr(m, f).shape[2:]), dtype=getattr(m, f).dtype,
+                                               device=getattr(m, f).device) for f in TAP_FIELDS)) for m in parts]
+        for whole, piece in zip(out, parts):
+            for f in TAP_FIELDS:
+                getattr(whole, f)[:, a:b] = getattr(piece, f)
+    return out[0] if single else tuple(out)
 
 
-def _cat_taps(maps: list[SparseViewMap]) -> SparseViewMap:
-    return SparseViewMap(*(torch.cat([getattr(m, f) for m in maps], 1) for f in ("index", "weight", "pixel_weight")))
+def _sliced(build, y, x, valid, pixel_weight, *args):
+    """``sliced_taps`` over given ``[N, P]`` positions."""
+
+    def inputs(a, b):
+        return y[:, a:b], x[:, a:b], valid[:, a:b], None if pixel_weight is None else pixel_weight[:, a:b]
+
+    return sliced_taps(build, y.shape[0], y.shape[1], inputs, *args)
 
 
 def bilinear_corners(y: torch.Tensor, x: torch.Tensor, h: int, w: int, wrap_x: bool = False):

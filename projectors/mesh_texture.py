@@ -20,7 +20,7 @@ from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
 from .base import Projector, SparseViewMap, canvas_to_write, fill_from_sources, voronoi_sources, working_dtype
 from .cancel import check_cancel
-from .grid import grid_taps
+from .grid import grid_taps, sliced_taps
 from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix
 from .raster import RasterResult, preferred_device, rasterize
 
@@ -101,12 +101,15 @@ class MeshTextureProjector(Projector):
     def _taps(self) -> tuple[SparseViewMap, SparseViewMap]:
         r, t = self.raster, self.texture_size
         n = r.face_id.shape[0]
-        uv = r.uv.reshape(n, -1, 2).to(torch.float64)
-        y = (1 - uv[..., 1]) * t  # v points up, texel rows go down
-        x = uv[..., 0] * t
-        valid = r.mask.reshape(n, -1)
-        weight = r.view_cos.reshape(n, -1).to(torch.float32) ** self.cos_exponent
-        return grid_taps(y, x, valid, (t, t), pixel_weight=weight * valid)
+        uv, mask, cos = r.uv.reshape(n, -1, 2), r.mask.reshape(n, -1), r.view_cos.reshape(n, -1)
+
+        def inputs(a: int, b: int):  # per slice of pixels, so a cancel is seen between slices
+            u = uv[:, a:b].to(torch.float64)
+            valid = mask[:, a:b]
+            weight = cos[:, a:b].to(torch.float32) ** self.cos_exponent
+            return (1 - u[..., 1]) * t, u[..., 0] * t, valid, weight * valid  # v points up, rows go down
+
+        return sliced_taps(grid_taps, n, uv.shape[1], inputs, (t, t))
 
     # ----------------------------------------------------------------------------------------------
     # unprojection: the scatter of the base class, plus the texel pull

@@ -55,3 +55,30 @@ def test_nan_latent_is_refused_before_sampling(nodes):
     latent["samples"][0, 0, 0, 0] = math.nan
     with pytest.raises(InputError, match=r"latent \(latent samples\) contains 1 non-finite values"):
         nodes["SyncCanvasProjectLatent"].execute(projector=None, latent=latent)
+
+
+def test_a_failed_run_releases_what_it_allocated(tiny):
+    """The exception keeps its traceback (ComfyUI formats it), but not the tensors of the frames that raised."""
+    import weakref
+
+    from comfy_api.latest import io
+
+    from sync_canvas.nodes.guards import guard_node
+
+    refs = []
+
+    class Allocates(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="SyncCanvasTestAllocates", inputs=[io.Int.Input("n", default=1)], outputs=[])
+
+        @classmethod
+        def execute(cls, n):
+            big = torch.zeros(n, 1024)
+            refs.append(weakref.ref(big))
+            raise RuntimeError("failed half-way")
+
+    guard_node(Allocates)
+    with pytest.raises(RuntimeError, match="failed half-way") as err:
+        Allocates.execute(n=4096)
+    assert err.value.__traceback__ is not None and refs[0]() is None
