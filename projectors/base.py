@@ -376,7 +376,7 @@ class Projector:
 
     def canvas_from_images(self, images: torch.Tensor) -> torch.Tensor:
         """The inverse of ``canvas_images``: images ``[B, C, H, W]`` -> canonical ``[C, *S]``, checked."""
-        expected = self.canvas_images(torch.zeros(1, *self.canonical_shape)).shape
+        expected = self.canvas_images(torch.empty(1, *self.canonical_shape, device="meta")).shape  # shapes only
         if images.dim() != 4 or images.shape[0] != expected[0] or tuple(images.shape[2:]) != tuple(expected[2:]):
             raise ValueError(
                 f"the {self.kind} canvas is {expected[0]} image(s) of {expected[3]}x{expected[2]} (WxH), got "
