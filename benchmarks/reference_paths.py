@@ -16,14 +16,15 @@ class ReferenceSplat:
     def __init__(self, projector) -> None:
         self.p = projector
         w = projector.weights
-        views = [w.view(i) for i in range(w.n_views)]
-        self.ptr = [0]
-        for pix, _, _ in views:
+        self.ptr, pixel, gaussian, weight = [0], [], [], []
+        for i in range(w.n_views):  # stored as int32 and widened per call, as the old CompositingWeights.view did
+            pix, gid, wt = w.view(i)
+            pixel.append(pix.int())
+            gaussian.append(gid.int())
+            weight.append(wt.clone())
             self.ptr.append(self.ptr[-1] + len(pix))
-        # stored as int32 and widened per call, as the old CompositingWeights.view did
-        self.pixel = torch.cat([v[0] for v in views]).int()
-        self.gaussian = torch.cat([v[1] for v in views]).int()
-        self.weight = torch.cat([v[2] for v in views])
+        self.pixel, self.gaussian, self.weight = torch.cat(pixel), torch.cat(gaussian), torch.cat(weight)
+        del pixel, gaussian, weight
         self.alpha = w.alpha
         self.hw = (w.height, w.width)
         self.g = w.n_gaussians
