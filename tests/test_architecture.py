@@ -149,3 +149,19 @@ print(sorted(set(after) - set(before)) or "unchanged")
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "unchanged", out.stdout
+
+
+def test_nodes_and_samplers_ask_projectors_for_capabilities_not_internals():
+    """projectors/CONTRACT.md: outside projectors/, nothing reads the taps or dispatches on ``kind``."""
+    import re
+
+    internals = re.compile(r"\.(taps|nearest_taps|_view_ids|_compact|_flat)\b|\.kind\s*(==|!=|in\b)")
+    found = []
+    for name, path in pack_modules().items():
+        if name.split(".")[0] not in ("nodes", "samplers"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if internals.search(code):
+                found.append(f"{path.relative_to(PACK_ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)
