@@ -11,6 +11,12 @@ import torch
 from sync_canvas.projectors import CubeMapProjector, EquirectProjector
 from sync_canvas.projectors.cubemap import FACE_NAMES, direction_to_face, face_directions
 
+# the cube maps of the generic property suite (tests/test_projector_properties.py reads this dict)
+PROPERTY_FACTORIES = {
+    "cubemap": lambda: CubeMapProjector(8, 16),
+    "cubemap_partial": lambda: CubeMapProjector(8, 8, [0.0, 50.0, 100.0], [0.0, 30.0, -20.0], fov=80),
+}
+
 # (yaw, pitch) of a 90-degree view that sees exactly one face, in canvas face order +X, -X, +Y, -Y, +Z, -Z
 FACE_VIEWS = ((90, 0), (270, 0), (0, 90), (0, -90), (0, 0), (180, 0))
 

@@ -1,7 +1,12 @@
 """Properties every projector must satisfy (DESIGN.md "Projectors"; issue 3 "What must be shown").
 
-Each factory builds a small projector; every test runs on all of them in float64.
+Each factory builds a small projector; every test runs on all of them in float64. A projector's own test file
+joins the suite with a ``PROPERTY_FACTORIES`` dict (e.g. tests/test_projector_cubemap.py): a new canonical
+space needs no edit here.
 """
+
+import importlib.util
+import pathlib
 
 import pytest
 import torch
@@ -18,8 +23,6 @@ FACTORIES = {
     ),
     "multiplane": lambda: P.MultiplaneProjector(P.AnagramProjector(6, 6, ["identity", "rotate_cw", "negate"]), 3),
     "pano360": lambda: P.EquirectProjector(16),
-    "cubemap": lambda: P.CubeMapProjector(8, 16),
-    "cubemap_partial": lambda: P.CubeMapProjector(8, 8, [0.0, 50.0, 100.0], [0.0, 30.0, -20.0], fov=80),
     "pano360_stochsync_poles": lambda: P.EquirectProjector(16, rig="stochsync", pole_views=True, pitches=10),
     "pano360_bilinear": lambda: P.EquirectProjector(16, [0, 120, 240], pitches=[0, 30, -30], interpolation="bilinear"),
     "anagram_rect": lambda: P.AnagramProjector(
@@ -46,6 +49,20 @@ def _splat():
     return P.SplatProjector.from_scene(scene, fit_orbit(scene.means, scene.opacities, n_views=4, width=16, height=16))
 
 
+def _factories_of_projector_test_files() -> dict:
+    """``PROPERTY_FACTORIES`` of every tests/test_projector_*.py that defines one."""
+    found = {}
+    for path in sorted(pathlib.Path(__file__).parent.glob("test_projector_*.py")):
+        if path.name == pathlib.Path(__file__).name or "PROPERTY_FACTORIES" not in path.read_text():
+            continue
+        spec = importlib.util.spec_from_file_location(f"_property_factories_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found.update(module.PROPERTY_FACTORIES)
+    return found
+
+
+FACTORIES.update(_factories_of_projector_test_files())
 FACTORIES.update({
     "mesh_scatter": lambda: _mesh("scatter"),
     "mesh_pull": lambda: _mesh("pull"),
