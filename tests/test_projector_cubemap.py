@@ -137,3 +137,25 @@ def test_grid_capabilities_let_dde_positions_and_a_siren_work_on_a_cube_map():
     siren.fit(target)
     assert siren.canonical().shape == (3, 6, 4, 4)
     assert siren.render().shape == (16, 3, 8, 8) and siren.canonical().abs().sum() > 0
+
+
+@pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="COMFYUI_PATH not set: ComfyUI node tests skipped")
+@pytest.mark.comfyui
+def test_view_nodes_take_and_give_the_six_faces_unchanged(tiny):
+    """Render Views / Fuse Views / View Masks / Empty Latent work on a cube map through its capabilities alone."""
+    from sync_canvas.nodes.cubemap import SyncCanvasCubeMap
+    from sync_canvas.nodes.view_nodes import SyncCanvasEmptyLatent, SyncCanvasFuseViews, SyncCanvasRenderViews, SyncCanvasViewMasks
+
+    projector = SyncCanvasCubeMap.execute(size=64, view_size=64, fov=72.0, tilt=60.0).args[0]
+    faces = torch.rand(6, 64, 64, 3, generator=torch.Generator().manual_seed(0))
+    views = SyncCanvasRenderViews.execute(projector, faces, "nearest").args[0]
+    assert views.shape == (16, 64, 64, 3)
+    fused = SyncCanvasFuseViews.execute(projector, views, True).args[0]
+    assert fused.shape == (6, 64, 64, 3)
+    covered = projector.coverage()  # [6, F, F]
+    torch.testing.assert_close(fused[covered], faces[covered])  # nearest views of the faces fuse back exactly
+    masks, coverage = SyncCanvasViewMasks.execute(projector).args
+    assert masks.shape == (16, 64, 64) and coverage.shape == (6, 64, 64) and bool(coverage.bool().eq(covered).all())
+    assert SyncCanvasEmptyLatent.execute(projector, 4).args[0]["samples"].shape == (1, 4, 6, 8, 8)
+    with pytest.raises(ValueError, match="6 image"):
+        SyncCanvasRenderViews.execute(projector, faces[:1], "nearest")
