@@ -29,6 +29,7 @@ from ..assets.mesh_data import MeshData
 from .cancel import check_cancel
 
 BACKENDS = ("auto", "embree", "torch", "nvdiffrast")
+RASTER_FIELDS = ("face_id", "bary", "uv", "depth", "normal", "view_cos")
 VERIFIED_BACKENDS = ("embree", "torch")  # run and compared in the test suite; "auto" picks only these
 UNVERIFIED_NOTE = "nvdiffrast is UNVERIFIED (never run by the pack's tests; scripts/gpu_check.py compares it with torch on a GPU)"
 log = logging.getLogger(__name__)
@@ -136,8 +137,18 @@ def rasterize(
     else:
         from .raster_nvdiffrast import rasterize_nvdiffrast as impl
     face_id, bary = impl(mesh.vertices, mesh.faces, cams, h, w, device)
-    check_cancel()
-    return derive_attributes(mesh, cams, face_id.to(device), bary.to(device), h, w, name)
+    # view by view, each written into the whole result: a cancel is seen between views, and no final
+    # concatenation (an uninterruptible copy) is needed
+    out = None
+    for i in range(len(cams)):
+        check_cancel()
+        part = derive_attributes(mesh, cams[i : i + 1], face_id[i : i + 1].to(device), bary[i : i + 1].to(device), h, w, name)
+        if out is None:
+            out = RasterResult(*(torch.empty((len(cams), *getattr(part, f).shape[1:]), dtype=getattr(part, f).dtype,
+                                             device=device) for f in RASTER_FIELDS), backend=name)
+        for f in RASTER_FIELDS:
+            getattr(out, f)[i] = getattr(part, f)[0]
+    return out
 
 
 def derive_attributes(mesh: MeshData, cams: list[Camera], face_id, bary, h: int, w: int, backend: str) -> RasterResult:
