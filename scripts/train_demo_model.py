@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Trains the demo model (a narrow SD1.5-layout UNet) and the scene classifier on procedural landscapes.
 
-    python scripts/train_demo_model.py [--steps 800] [--out assets/weights] [--comfyui PATH]
+    python scripts/train_demo_model.py [--steps 700] [--out assets/weights] [--comfyui PATH]
 
 Writes OUT/sync_canvas_demo_unet.safetensors (the narrow UNet's EMA weights, float16; see
 scripts/demo_model.py for how it becomes an ordinary SD1.5 checkpoint) and
@@ -131,7 +131,7 @@ def zero_init_outputs(net: torch.nn.Module) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=700)  # the shipped weights: 700 steps (metadata "steps")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
