@@ -8,7 +8,8 @@
 # virtual environment (their requirements differ):
 #   0.3.64 (default)  .comfyui/         .venv/
 #   0.33.0            .comfyui-0.33.0/  .venv-0.33.0/
-# COMFYUI_PATH, SYNC_VENV, COMFYUI_COMMIT and COMFYUI_GIT_URL override the defaults.
+# COMFYUI_PATH, SYNC_VENV, COMFYUI_COMMIT and COMFYUI_GIT_URL override the defaults; SYNC_VENV_SEED names
+# an existing venv to copy when this one does not exist yet (saves downloading torch again).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 version="${COMFYUI_VERSION:-0.3.64}"
@@ -49,6 +50,13 @@ if [[ -n "$COMFYUI_PATH" && ! -f "$COMFYUI_PATH/main.py" ]]; then
   [[ -z "$missing" ]] || echo "setup: left out files absent from the ComfyUI snapshot (unused by the pack): $(echo $missing)" >&2
 fi
 
+if [[ ! -x "$venv/bin/python" && -n "${SYNC_VENV_SEED:-}" && -x "${SYNC_VENV_SEED}/bin/python" ]]; then
+  # A second ComfyUI version's venv starts as a copy of the first (torch and its CUDA libraries are GBs to
+  # download); this version's requirements are then installed over it.
+  echo "setup: creating $venv as a copy of $SYNC_VENV_SEED" >&2
+  cp -a "$SYNC_VENV_SEED" "$venv"
+  rm -f "$venv"/.sync-setup-*
+fi
 if [[ ! -x "$venv/bin/python" ]]; then
   echo "setup: creating $venv" >&2
   python3 -m venv "$venv"

@@ -110,6 +110,21 @@ _SD3 = dict(in_channels=16, out_channels=16, patch_size=2, depth=1, input_size=N
 _FLUX = dict(image_model="flux", in_channels=16, out_channels=16, patch_size=2, vec_in_dim=768, context_in_dim=4096,
              hidden_size=64, mlp_ratio=4.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[8, 12, 12],
              theta=10000, qkv_bias=True, guidance_embed=True)
+
+
+def _flux_config() -> dict:
+    """_FLUX, plus what newer ComfyUI versions' FluxParams require (0.33.0: ``txt_ids_dims``, [] for Flux.1 as
+    its model detection sets it); 0.3.64's FluxParams has no such field."""
+    import dataclasses
+
+    from comfy.ldm.flux.model import FluxParams
+
+    config = dict(_FLUX)
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(FluxParams)}:
+        config["txt_ids_dims"] = []
+    return config
+
+
 # text tokens per family: (tokens, width of a token, width of the pooled vector or None)
 FAMILY_TEXT = {"sd15": (77, 768, None), "sdxl": (77, 2048, 1280), "sd2_v": (77, 1024, None),
                "sd3": (16, 4096, 2048), "flux": (16, 4096, 768)}
@@ -150,7 +165,7 @@ def family_model(family: str, seed: int = 0):
     elif family == "sd3":
         config = sm.SD3(dict(_SD3))
     elif family == "flux":
-        config = sm.Flux(dict(_FLUX))
+        config = sm.Flux(_flux_config())
     else:
         raise ValueError(f"unknown family {family!r}; one of {FAMILIES}")
     config.set_inference_dtype(torch.float32, None)

@@ -198,7 +198,11 @@ def pack_definitions(comfyui_path: str) -> dict[str, dict]:
     definitions = {}
     for cls in collect_nodes():
         info = cls.GET_NODE_INFO_V1()
-        definitions[info["name"]] = {"input": info["input"], "output": list(info["output"]), "output_name": list(info["output_name"])}
+        # Output names as the editor shows them: the display name, else the type (0.3.64's V1 info says so;
+        # 0.33.0's gives the output id instead): the same files whichever version builds them.
+        names = [o.display_name if o.display_name and o.display_name != o.id else kind
+                 for o, kind in zip(cls.GET_SCHEMA().outputs, info["output"])]
+        definitions[info["name"]] = {"input": info["input"], "output": list(info["output"]), "output_name": names}
     return definitions
 
 
