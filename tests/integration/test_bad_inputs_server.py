@@ -60,3 +60,36 @@ def test_bad_input_through_the_server(case: Case, comfy):
 
 def test_server_still_serves_after_the_corpus(comfy):
     server_still_serves(comfy)
+
+
+def test_interrupt_stops_a_long_projector_build(comfy):
+    """/interrupt during a mesh projector build (about 10-20 s here, no model call in it) ends the prompt as
+    interrupted: the build checks for cancellation (projectors/cancel.py), it does not run to its end."""
+    import time
+
+    from integration_helpers import _wait_until_running
+
+    from sync_canvas.assets import procedural
+    from sync_canvas.assets.mesh_io import export_obj
+
+    export_obj(procedural.torus(128, 64), procedural.checker_texture(8), comfy.input_dir, "corpus_dense_torus")
+    graph = with_outputs({
+        "1": {"class_type": "SyncCanvasLoadMesh", "inputs": {"mesh": "corpus_dense_torus.obj", "unwrap": "never"}},
+        "2": {"class_type": "SyncCanvasCameraRig", "inputs": {"sync_mesh": ["1", 0], "rig": "paper", "views": "",
+                                                             "fov": 60.0, "distance": 0.0, "groups": 2}},
+        "3": {"class_type": "SyncCanvasMeshProjector", "inputs": {
+            "sync_mesh": ["1", 0], "cameras": ["2", 0], "view_size": 768, "texture_size": 1024,
+            "latent_texture_ratio": 1.5, "cos_exponent": 3.0, "sampling": "nearest", "backend": "torch"}},
+    })
+    prompt_id = comfy.submit(graph)
+    _wait_until_running(comfy, prompt_id)
+    time.sleep(3.0)  # loading and unwrapping are done; the projector build is under way
+    assert comfy.history(prompt_id) is None, "the build finished before it could be interrupted"
+    start = time.perf_counter()
+    comfy.interrupt()
+    entry = comfy.wait(prompt_id, timeout=60)
+    elapsed = time.perf_counter() - start
+    print(f"interrupt -> prompt ended as {status_of(entry)} after {elapsed * 1000:.0f} ms")
+    assert status_of(entry) == "interrupted", entry["status"]
+    assert elapsed < 5.0, f"interrupt took {elapsed:.1f} s"
+    server_still_serves(comfy)
