@@ -200,6 +200,7 @@ CASES: list[Case] = [
          r"needs about .* \(3940225 windows .*\) but only .* of RAM is available; raise stride"),
     Case("pano360_too_large", pano360(view_size=16384, width=16384, pole_views=True, interpolation="bilinear"),
          r"360 Panorama: needs about .* of RAM is available; lower view_size or width"),
+    Case("wide_nan_width", wide(width=NAN), r"width=nan is not an integer", server_expect=r"INT value.*width|width.*nan"),
     Case("wide_window_larger_than_canvas", wide(window=256), r"window 256 does not fit the canvas (height 64|width 128)"),
     Case("wide_stride_larger_than_window", wide(stride=128), r"stride 128 leaves gaps between windows of 64"),
     Case("pano360_junk_rig", pano360(rig="junk"), r"rig='junk' is not one of its options: 'synctweedies', 'stochsync'",
