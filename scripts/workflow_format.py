@@ -184,7 +184,9 @@ def _check_node_against_definition(node: dict, object_info: dict, where: str) ->
             continue
         input_type, options = specs[name]
         expected = "COMBO" if isinstance(input_type, list) else input_type
-        if inp.get("type") not in (expected, "*") and not (expected == "COMBO" and inp.get("widget")):
+        # "A,B,C" is a multi-type input (newer ComfyUI's MultiType): the editor accepts any of the types
+        accepted = {expected, "*"} | (set(expected.split(",")) if isinstance(expected, str) else set())
+        if inp.get("type") not in accepted and not (expected == "COMBO" and inp.get("widget")):
             problems.append(f"{where}: input {name!r} has type {inp.get('type')}, {node['type']} takes {expected}")
     for name, (input_type, options) in specs.items():
         if (name in required and not is_widget(input_type, options) and node.get("mode") not in (MODE_NEVER, MODE_BYPASS)
@@ -354,7 +356,7 @@ VIEWER_3D = (520, 480)  # Preview3D / Load3D / the 360 viewer: a canvas in the n
 NODE_WIDTH = 320
 
 IMAGE_NODES = frozenset({"SaveImage", "PreviewImage", "LoadImage", "SyncCanvasSaveImage"})
-VIEWER_NODES = frozenset({"Preview3D", "Load3D", "SaveGLB", "Preview3DAnimation", "SyncCanvasView360"})
+VIEWER_NODES = frozenset({"Preview3D", "Load3D", "SaveGLB", "Preview3DAnimation", "SyncCanvasView360"})  # a 3D / 360 canvas in the node
 TEXT_NODES = frozenset({"PreviewAny", "SyncCanvasKSampler", "SyncCanvasDDRKSampler", "SyncCanvasDDEKSampler",
                         "SyncCanvasSyncDiffusionKSampler", "SyncCanvasSaveTexturedMesh", "SyncCanvasSaveSplat"})
 

@@ -316,3 +316,16 @@ def test_workflows_beyond_sd15_ship_with_their_familys_loaders():
     ids = {e["id"] for e in entries}
     assert {"sdxl_mesh_texturing_depth", "sdxl_panorama360_stochsync", "flux_wide_panorama",
             "flux_panorama360_stochsync"} <= ids
+
+
+def test_a_link_into_a_multi_type_input_is_accepted_like_the_editor_does():
+    info = {"SaveGLB": {"input": {"required": {"mesh": ["MESH,FILE_3D_GLB", {}], "filename_prefix": ["STRING", {}]}},
+                        "input_order": {"required": ["mesh", "filename_prefix"]}, "output": []},
+            "Src": {"input": {}, "output": ["MESH"]}}
+    ui = {"last_node_id": 2, "last_link_id": 1, "version": 0.4, "links": [[1, 1, 0, 2, 0, "MESH"]], "nodes": [
+        _ui_node(1, "Src", 0, outputs=[{"name": "MESH", "type": "MESH", "links": [1]}], widgets=[]),
+        _ui_node(2, "SaveGLB", 1, inputs=[{"name": "mesh", "type": "MESH", "link": 1}], widgets=["x"])]}
+    assert validate_ui_workflow(ui, info) == []
+    ui["links"][0][5] = ui["nodes"][0]["outputs"][0]["type"] = ui["nodes"][1]["inputs"][0]["type"] = "IMAGE"
+    info["Src"]["output"] = ["IMAGE"]
+    assert any("SaveGLB takes MESH,FILE_3D_GLB" in p for p in validate_ui_workflow(ui, info))

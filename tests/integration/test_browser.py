@@ -246,3 +246,70 @@ def test_node_help_pages_and_their_pictures_are_served_to_the_editor(browser):
     """, module)
     assert found.get("status") == 200 and found["title"] == "# SyncCanvas KSampler", found
     assert found["image"] == 200 and found["type"].startswith("image/"), found
+
+
+def _fast_values(browser, entry) -> None:
+    """Sets every widget of the open workflow to the --fast values of its API twin (tiny model, small sizes)."""
+    api, _ = prepare_graph(json.loads(entry["api"].read_text()), fast=True)
+    browser.execute_script("""
+        const values = arguments[0];
+        for (const node of window.app.graph._nodes) {
+          for (const w of node.widgets ?? []) {
+            const v = values[String(node.id)]?.[w.name];
+            if (v !== undefined && !Array.isArray(v)) w.value = v;
+          }
+        }
+    """, {node_id: node["inputs"] for node_id, node in api.items()})
+
+
+def test_a_textured_mesh_shows_in_comfyuis_own_3d_preview(browser, shots, comfy):
+    """Mesh texturing run from the editor; the core Save GLB node shows the saved mesh in its 3D viewer
+    (textured on ComfyUI versions whose MESH carries UVs and a texture, 0.33.0)."""
+    _close_dialogs(browser)
+    module = _module_name(browser)
+    entry = next(e for e in shipped_workflows(REPO) if e["id"] == "mesh_texturing_depth")
+    result = _load_template(browser, module, entry["title"])
+    assert not result["problems"], result["problems"]
+    _fast_values(browser, entry)
+    before = len(comfy.get("/history") or {})
+    browser.execute_script("window.app.queuePrompt(0, 1)")
+    _wait(browser, f"return fetch('/history').then(r => r.json()).then(h => Object.values(h).length > {before} && "
+                   "Object.values(h).every(e => e.status && e.status.completed))", 600, "the mesh workflow did not finish")
+    history = comfy.get("/history")
+    latest = list(history.values())[-1]
+    assert latest["status"]["status_str"] == "success", latest["status"]
+    glb = latest["outputs"].get("17", {})
+    assert glb, f"Save GLB (node 17) reported nothing: {sorted(latest['outputs'])}"
+    print("Save GLB output:", json.dumps(glb)[:500])
+    saved = [item for value in glb.values() if isinstance(value, list) for item in value
+             if isinstance(item, dict) and str(item.get("filename", "")).endswith(".glb")]
+    assert saved, glb
+    import trimesh
+
+    path = comfy.output_dir / saved[0].get("subfolder", "") / saved[0]["filename"]
+    mesh = trimesh.load(path, force="mesh")
+    textured = "FILE_3D" in json.dumps(comfy.object_info()["SaveGLB"]["input"])  # ComfyUI with the core 3D types
+    if textured:
+        assert mesh.visual.kind == "texture" and mesh.visual.material.baseColorTexture is not None, \
+            f"{path.name}: the core MESH lost its texture"
+        pixels = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32)
+        print(f"core GLB texture {pixels.shape}: mean {pixels.mean(axis=(0, 1)).round(1)}, std {pixels.std():.1f}")
+    rect = browser.execute_script("""
+        const node = window.app.graph.getNodeById(17), ds = window.app.canvas.ds;
+        ds.scale = 1.0; ds.offset = [-node.pos[0] + 80, -node.pos[1] + 90];
+        window.app.canvas.setDirty(true, true);
+        const box = window.app.canvas.canvas.getBoundingClientRect();
+        return [box.left + 80, box.top + 90 - 30, node.size[0], node.size[1] + 30];
+    """)
+    time.sleep(6.0)  # the viewer loads the GLB and renders (software WebGL)
+    path = shots / "mesh_core_3d_preview.png"
+    browser.save_screenshot(str(path))
+    _check_not_blank(path)
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        scale = picture.width / browser.execute_script("return window.innerWidth")
+        left, top, width, height = (round(v * scale) for v in rect)
+        crop = picture.crop((left, top, left + width, top + height))
+        crop.save(shots / "mesh_core_3d_preview_node.png")
+    _check_not_blank(shots / "mesh_core_3d_preview_node.png", min_std=5.0)
