@@ -27,6 +27,7 @@ NODE_MODULES: tuple[str, ...] = (
     "fuse_rules",
     "cubemap",
     "viewer",
+    "splat_interop",
 )
 
 

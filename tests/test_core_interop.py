@@ -51,3 +51,45 @@ def test_core_savable_glb_carries_the_texture_on_versions_with_core_3d_types(tin
     loaded = trimesh.load(path, force="mesh")
     assert loaded.visual.kind == "texture" and loaded.visual.material.baseColorTexture is not None
     np.testing.assert_allclose(np.sort(loaded.visual.uv[:, 1]), [0, 0, 1, 1])
+
+
+def _scene(g: int = 50, k: int = 3):
+    from sync_canvas.assets.splat_ply import SplatScene
+
+    gen = torch.Generator().manual_seed(0)
+    return SplatScene(torch.randn(g, 3, generator=gen), torch.randn(g, 4, generator=gen), torch.randn(g, 3, generator=gen) - 3,
+                      torch.randn(g, generator=gen), torch.randn(g, 3, generator=gen), torch.randn(g, 3, k, generator=gen))
+
+
+def test_splat_scene_and_core_splat_tensors_convert_both_ways_exactly(tiny):
+    from sync_canvas.nodes.splat_interop import core_tensors_to_scene, scene_to_core_tensors
+
+    scene = _scene()
+    core = scene_to_core_tensors(scene)
+    assert core["sh"].shape == (1, 50, 4, 3) and core["opacities"].shape == (1, 50, 1)
+    torch.testing.assert_close(core["sh"][0, :, 0, :], scene.sh_dc)  # DC term first, as core SPLAT keeps it
+    torch.testing.assert_close(core["rotations"][0].norm(dim=-1), torch.ones(50))
+    back = core_tensors_to_scene(*(core[k][0] for k in ("positions", "scales", "rotations", "opacities", "sh")))
+    for name in ("means", "log_scales", "opacity_logits", "sh_dc", "sh_rest"):
+        torch.testing.assert_close(getattr(back, name), getattr(scene, name), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(back.colors(), scene.colors())
+
+
+def test_core_splat_nodes_exist_exactly_where_comfyui_has_the_splat_type(tiny):
+    from comfy_api.latest import io
+
+    from sync_canvas.nodes import collect_nodes
+    from sync_canvas.nodes.splat_interop import SyncCanvasSplatFromComfy, SyncCanvasSplatToComfy
+
+    ids = {n.GET_SCHEMA().node_id for n in collect_nodes()}
+    if getattr(io, "Splat", None) is None:
+        assert "SyncCanvasSplatToComfy" not in ids
+        pytest.skip("this ComfyUI has no core SPLAT type (0.3.64): the interop nodes are not registered")
+    assert {"SyncCanvasSplatToComfy", "SyncCanvasSplatFromComfy"} <= ids
+    scene = _scene()
+    core = SyncCanvasSplatToComfy.execute(scene).args[0]
+    from comfy_api.latest import Types
+
+    assert isinstance(core, Types.SPLAT) and core.positions.shape == (1, 50, 3)
+    back = SyncCanvasSplatFromComfy.execute(core).args[0]
+    torch.testing.assert_close(back.sh_rest, scene.sh_rest, atol=1e-5, rtol=1e-5)
