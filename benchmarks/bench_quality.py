@@ -105,7 +105,8 @@ def colours(latents: torch.Tensor) -> torch.Tensor:
     return dm.latent_to_block_colours(latents / dm.LATENT_SCALE).clamp(0, 1)
 
 
-def sample(model: DemoModel, mode: str, projector, prompts: list[str], steps: int, seed: int, cfg: float = 5.0):
+def sample(model: DemoModel, mode: str, projector, prompts: list[str], steps: int, seed: int, cfg: float = 5.0,
+           eta: float = 0.0):
     """One run; returns the canonical latent [4, *S] (model space)."""
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn((4,) + tuple(projector.canonical_shape), generator=gen)
@@ -118,7 +119,7 @@ def sample(model: DemoModel, mode: str, projector, prompts: list[str], steps: in
         timesteps = torch.linspace(999, 0, steps).round()
         sigmas = timesteps_to_sigmas(model.ms, timesteps)
         result = sample_synchronized(denoiser, projector, sigmas, noise, model.ms, case=int(mode.split("_")[1]),
-                                     generator=gen)
+                                     generator=gen, eta=eta)
     return result.canonical
 
 
@@ -164,27 +165,29 @@ def wide_projector():
     return WidePanoramaProjector(height=32, width=128, window=32, stride=16)
 
 
-def wide_panorama(model, mode, steps, seed, klass):
+def wide_panorama(model, mode, steps, seed, klass, eta=0.0):
     projector = wide_projector()
-    canvas = sample(model, mode, projector, [f"a wide panorama of {landscapes.CLASS_WORDS[landscapes.CLASSES[klass]][0]}"], steps, seed)
+    canvas = sample(model, mode, projector, [f"a wide panorama of {landscapes.CLASS_WORDS[landscapes.CLASSES[klass]][0]}"], steps, seed,
+                    eta=eta)
     img = colours(canvas)
     borders = sorted({x for _, x0 in projector.origins for x in (x0, x0 + projector.window_hw[1])})
     return {"seam": seam_ratio(img, borders), "horizon": horizon_jumps(img)}, img
 
 
-def panorama_360(model, mode, steps, seed, klass):
+def panorama_360(model, mode, steps, seed, klass, eta=0.0):
     projector = EquirectProjector(view_size=32, rig="stochsync" if mode == "stochsync" else "synctweedies")
-    canvas = sample(model, mode, projector, [f"a 360 panorama of {landscapes.CLASS_WORDS[landscapes.CLASSES[klass]][0]}"], steps, seed)
+    canvas = sample(model, mode, projector, [f"a 360 panorama of {landscapes.CLASS_WORDS[landscapes.CLASSES[klass]][0]}"], steps, seed,
+                    eta=eta)
     img = colours(canvas)
     h = img.shape[1]
     band = img[:, h // 4: 3 * h // 4]
     return {"wrap": wrap_ratio(band), "horizon360": horizon_jumps(img, wrap=True)}, img
 
 
-def anagram(model, mode, steps, seed, pair):
+def anagram(model, mode, steps, seed, pair, eta=0.0):
     projector = AnagramProjector(32, 32, ("identity", "rotate_180"))
     prompts = [f"a {landscapes.CLASS_WORDS[landscapes.CLASSES[k]][0]}" for k in pair]
-    canvas = sample(model, mode, projector, prompts, steps, seed)
+    canvas = sample(model, mode, projector, prompts, steps, seed, eta=eta)
     probs = model.classify(projector.project(canvas))
     hits = [float(probs[i].argmax() == k) for i, k in enumerate(pair)]
     return {"anagram": sum(hits) / len(hits)}, colours(projector.project(canvas))
@@ -193,7 +196,7 @@ def anagram(model, mode, steps, seed, pair):
 ANAGRAM_PAIRS = ((0, 2), (1, 3), (4, 1), (2, 3), (3, 0))
 
 
-def measure(model, modes, steps, seeds, scenarios=("wide", "360", "anagram"), log=print):
+def measure(model, modes, steps, seeds, scenarios=("wide", "360", "anagram"), log=print, eta=0.0):
     """{mode: {metric: mean over seeds}} and {mode: seconds}."""
     table, seconds = {}, {}
     for mode in modes:
@@ -202,11 +205,11 @@ def measure(model, modes, steps, seeds, scenarios=("wide", "360", "anagram"), lo
         for seed in range(seeds):
             row = {}
             if "wide" in scenarios:
-                row.update(wide_panorama(model, mode, steps, seed, seed % 5)[0])
+                row.update(wide_panorama(model, mode, steps, seed, seed % 5, eta)[0])
             if "360" in scenarios:
-                row.update(panorama_360(model, mode, steps, seed, (seed + 2) % 5)[0])
+                row.update(panorama_360(model, mode, steps, seed, (seed + 2) % 5, eta)[0])
             if "anagram" in scenarios:
-                row.update(anagram(model, mode, steps, seed, ANAGRAM_PAIRS[seed % len(ANAGRAM_PAIRS)])[0])
+                row.update(anagram(model, mode, steps, seed, ANAGRAM_PAIRS[seed % len(ANAGRAM_PAIRS)], eta)[0])
             rows.append(row)
         table[mode] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
         seconds[mode] = time.perf_counter() - start
@@ -234,6 +237,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--scenarios", default="wide,360,anagram")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta for Cases 0-6 (StochSync has its own)")
     parser.add_argument("--weights", type=pathlib.Path, default=WEIGHTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -242,8 +246,8 @@ def main(argv=None) -> int:
     unknown = set(modes) - set(MODES)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
-    print(f"demo model quality: {args.steps} steps, {args.seeds} seeds, cfg 5, modes {', '.join(modes)}")
-    table, seconds = measure(model, modes, args.steps, args.seeds, tuple(args.scenarios.split(",")))
+    print(f"demo model quality: {args.steps} steps, {args.seeds} seeds, cfg 5, eta {args.eta}, modes {', '.join(modes)}")
+    table, seconds = measure(model, modes, args.steps, args.seeds, tuple(args.scenarios.split(",")), eta=args.eta)
     print(format_table(table, seconds))
     return 0
 

@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=REPO / "docs" / "figures")
     parser.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH"))
     parser.add_argument("--only", help="comma-separated workflow names to run")
+    parser.add_argument("--models-dir", help="the runner's models folder (default: its own)")
     args = parser.parse_args(argv)
     if not args.comfyui:
         parser.error("set COMFYUI_PATH or pass --comfyui")
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
             out = tmp / "out"
             cmd = [sys.executable, str(REPO / "scripts" / "run_workflow.py"), str(tmp / f"{name}.json"), "--demo-size",
                    "--output", str(out), "--comfyui", args.comfyui, "--device", "cpu"]
+            if args.models_dir:
+                cmd += ["--models-dir", args.models_dir]
             print("$ " + " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
             canvases = sorted(p for p in out.rglob(f"{name}_*.png") if "_views" not in p.name)

@@ -190,15 +190,20 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
              "controlnet": out_dir / "controlnet" / CONTROLNET_NAME,
              "demo": out_dir / "checkpoints" / DEMO_CHECKPOINT_NAME,
              "demo_controlnet": out_dir / "controlnet" / DEMO_CONTROLNET_NAME}
+    stale = None
     if not DEMO_UNET_FILE.is_file():
         log(f"tiny models: no demo weights at {DEMO_UNET_FILE} (scripts/train_demo_model.py writes them): demo model skipped")
         del paths["demo"], paths["demo_controlnet"]
     elif paths["demo"].is_file() and not _demo_is_current(paths["demo"], DEMO_UNET_FILE):
+        # rebuilt below through a .partial file and os.replace: a server listing models meanwhile never
+        # finds it missing (several checkouts with other weights may share this folder)
         log(f"tiny models: {paths['demo']} was built from other weights than {DEMO_UNET_FILE}: rebuilding")
-        paths["demo"].unlink()
-    if all(p.is_file() for p in paths.values()):
+        stale = paths.pop("demo")
+    if stale is None and all(p.is_file() for p in paths.values()):
         log(f"tiny models: all present in {out_dir}")
         return paths
+    if stale is not None:
+        paths["demo"] = stale
     _import_comfy(comfyui_path)
     import torch
     from safetensors.torch import save_file
@@ -217,7 +222,7 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
                          "demo_unet_sha256": file_sha256(DEMO_UNET_FILE) if DEMO_UNET_FILE.is_file() else ""},
                 "demo_controlnet": {"sync_canvas": "zero-output ControlNet in the demo model's layout"}}
     for kind, path in paths.items():
-        if path.is_file():
+        if path.is_file() and path != stale:
             log(f"tiny models: keep {path}")
             continue
         start = time.perf_counter()
@@ -225,7 +230,8 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
         with torch.inference_mode():
             state = builders[kind]()
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")  # never leave a truncated file under the real name
+        # never a truncated file under the real name; per process, as test runs of several checkouts share the folder
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         save_file(state, str(partial), metadata=metadata[kind])
         os.replace(partial, path)
         log(f"tiny models: wrote {path} ({path.stat().st_size / 2**20:.0f} MiB, "
