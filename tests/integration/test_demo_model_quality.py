@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from comfy_server import error_message, status_of
-from conftest import REPO
+from integration_helpers import REPO  # not conftest: with tests/ collected too, "conftest" is tests/conftest.py
 from integration_helpers import read_image
 from run_workflow import demo_model_available, prepare_graph
 
