@@ -151,7 +151,7 @@ def mesh_section(args) -> None:
     from sync_canvas.assets import procedural
     from sync_canvas.assets.cameras import paper_rig
     from sync_canvas.benchmarks.reference_paths import reference_mesh_aggregate
-    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+    from sync_canvas.projectors.fill import fill_from_sources, voronoi_sources
     from sync_canvas.projectors.mesh_texture import MeshTextureProjector
 
     view, tex = (96, 1536) if args.full else (64, 768)
@@ -220,7 +220,7 @@ def fill_child(how: str, h: int, w: int) -> list:
     import numpy as np
     from scipy.ndimage import distance_transform_edt
 
-    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+    from sync_canvas.projectors.fill import fill_from_sources, voronoi_sources
     from sync_canvas.projectors.panorama360 import EquirectProjector
 
     mask = EquirectProjector(512, canvas_hw=(h, w)).coverage().numpy()

@@ -26,21 +26,12 @@ from copy import copy as shallow_copy
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .cancel import check_cancel
+from .fill import fill_from_sources, voronoi_sources
+from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
 
 ViewSelection = Sequence[int] | torch.Tensor | None
-
-# the fuse of n-to-1 projectors (conjugate_gradient below) stops at this relative residual
-DEFAULT_CG_TOLERANCE = 3e-4
-"""Relative residual at which the per-step fuse stops: ||F^T W (w - F z)|| <= tol ||F^T W w|| per channel.
-Measured on splat fits (tests/test_splat_projector.py, notes/issue17.md): the renders of a fit stopped at
-3e-4 match the old fixed 30 iterations to < 1e-3 RMS; a cold start needs ~30 iterations, a step warm-started
-from the previous step's fit 12-13. Renders, not colours: with more splats than pixels the colours are
-ill-determined and the same solver with another summation order moves them by 1e-2."""
-
 
 @dataclass
 class SparseViewMap:
@@ -427,53 +418,6 @@ class Projector:
         )
 
 
-@dataclass
-class SolveReport:
-    """What a conjugate-gradient solve did: ``iterations`` (normal-operator products after the first
-    residual), ``relative_residual`` (largest over channels of ||r|| / ||rhs||) and ``converged``."""
-
-    iterations: int
-    relative_residual: float
-    converged: bool
-
-
-def conjugate_gradient(normal_operator, rhs, start, inv_diag, mask, tolerance: float = DEFAULT_CG_TOLERANCE,
-                       max_iterations: int = 100):
-    """Jacobi-preconditioned CG for ``A z = rhs``, each channel (dim 0) solved independently.
-
-    normal_operator: z ``[C, ...]`` -> A z (symmetric positive semi-definite, e.g. F^T W F); rhs, start
-    ``[C, ...]``; inv_diag (1 / diag A, 0 outside ``mask``) and mask (1 on the solved elements) broadcast
-    against them. Elements outside the mask keep ``start``. Stops when every channel's residual
-    ||r|| <= tolerance ||rhs|| (the relative residual), or after ``max_iterations``.
-    Returns (z, SolveReport).
-    """
-    dims = tuple(range(1, rhs.dim()))
-
-    def norm(t):  # per channel, shaped to broadcast
-        return t.flatten(1).norm(dim=1).reshape(-1, *[1] * len(dims))
-
-    z = start.clone()
-    r = (rhs - normal_operator(z)) * mask
-    scale = norm(rhs * mask).clamp_min(1e-30)
-    y = r * inv_diag
-    p = y
-    ry = (r * y).sum(dims, keepdim=True)
-    done = 0
-    while done < max_iterations and not bool((norm(r) <= tolerance * scale).all()):
-        check_cancel()
-        ap = normal_operator(p) * mask
-        step = ry / (p * ap).sum(dims, keepdim=True).clamp_min(1e-30)
-        z = z + step * p
-        r = r - step * ap
-        y = r * inv_diag
-        ry_new = (r * y).sum(dims, keepdim=True)
-        p = y + (ry_new / ry.clamp_min(1e-30)) * p
-        ry = ry_new
-        done += 1
-    relative = float((norm(r) / scale).max())
-    return z, SolveReport(done, relative, relative <= tolerance)
-
-
 def canvas_to_write(previous: torch.Tensor | None, channels: int, size: int, like: torch.Tensor,
                     in_place: bool) -> torch.Tensor:
     """The ``[C, size]`` canvas a fuse writes its touched elements into: zeros without ``previous``;
@@ -484,63 +428,6 @@ def canvas_to_write(previous: torch.Tensor | None, channels: int, size: int, lik
     if in_place and previous.dtype == like.dtype and previous.device == like.device and previous.is_contiguous():
         return previous.view(channels, size)
     return previous.to(like.dtype).reshape(channels, size).clone()
-
-
-def voronoi_sources(covered: np.ndarray, wrap_columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The Voronoi fill of a 2-D grid as index pairs: (uncovered flat indices ``[M]``, the flat index of
-    the nearest covered element of each ``[M]``), both int64. scipy's exact EDT with indices only (no
-    distance array); only the M uncovered elements are indexed afterwards.
-
-    ``wrap_columns``: columns wrap around (360 panoramas): an element near the last column may take its
-    value from one just past it at the first. The mask is padded by W/2 wrapped columns on each side
-    (enough: no wrapped horizontal distance exceeds W/2) and source columns are taken modulo W.
-    """
-    from scipy.ndimage import distance_transform_edt
-
-    check_cancel()  # scipy's transform itself cannot be interrupted: check before it starts
-    uncovered = np.flatnonzero(~covered)
-    if not wrap_columns:  # any number of dimensions
-        nearest = distance_transform_edt(~covered, return_distances=False, return_indices=True)
-        coords = np.unravel_index(uncovered, covered.shape)
-        return uncovered, np.ravel_multi_index(tuple(n[coords] for n in nearest), covered.shape).astype(np.int64)
-    h, w = covered.shape
-    pad = w // 2
-    wide = np.concatenate([covered[:, w - pad :], covered, covered[:, :pad]], axis=1)
-    nearest = distance_transform_edt(~wide, return_distances=False, return_indices=True)  # [2, h, w + 2 pad]
-    del wide
-    rows, cols = np.divmod(uncovered, w)
-    src_rows = nearest[0][rows, cols + pad].astype(np.int64)
-    src_cols = (nearest[1][rows, cols + pad].astype(np.int64) - pad) % w
-    return uncovered, src_rows * w + src_cols
-
-
-def fill_from_sources(z: torch.Tensor, uncovered, sources, chunk: int = 1 << 22) -> torch.Tensor:
-    """``z`` ``[C, *S]`` with ``z[:, uncovered] = z[:, sources]`` (flat indices), copied in chunks of
-    ``chunk`` elements so no index temporary grows with the canvas."""
-    out = z.reshape(z.shape[0], -1).clone()
-    uncovered, sources = torch.as_tensor(uncovered, device="cpu"), torch.as_tensor(sources, device="cpu")  # host index maps
-    for start in range(0, len(uncovered), chunk):
-        dst = uncovered[start : start + chunk].to(z.device)
-        out[:, dst] = out[:, sources[start : start + chunk].to(z.device)]
-    return out.reshape(z.shape)
-
-
-def fill_from_nearest_points(z: torch.Tensor, covered: torch.Tensor, points) -> torch.Tensor:
-    """Voronoi fill over points: every uncovered element takes the value of the covered element whose
-    point is nearest (scipy cKDTree). ``z`` ``[C, *S]``, ``covered`` bool ``[*S]``, ``points`` ``[prod(S), D]``
-    (splat centres in 3-D, cube-map texel directions). ``z`` unchanged when all or nothing is covered."""
-    from scipy.spatial import cKDTree
-
-    covered = covered.reshape(-1).cpu()
-    if bool(covered.all()) or not bool(covered.any()):
-        return z
-    points = torch.as_tensor(points, device="cpu").numpy()
-    seen = torch.nonzero(covered).squeeze(1)
-    unseen = torch.nonzero(~covered).squeeze(1)
-    _, nearest = cKDTree(points[seen.numpy()]).query(points[unseen.numpy()])
-    flat = z.reshape(z.shape[0], -1).clone()
-    flat[:, unseen.to(z.device)] = flat[:, seen[torch.as_tensor(nearest, device="cpu")].to(z.device)]
-    return flat.reshape(z.shape)
 
 
 def working_dtype(dtype: torch.dtype) -> torch.dtype:

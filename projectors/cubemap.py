@@ -21,7 +21,8 @@ from typing import Sequence
 
 import torch
 
-from .base import Projector, divide_size, fill_from_nearest_points
+from .base import Projector, divide_size
+from .fill import fill_from_nearest_points
 from .grid import bilinear_corners, index_taps
 from .panorama360 import focal_pixels, view_directions
 

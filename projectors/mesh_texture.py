@@ -18,7 +18,8 @@ import torch
 
 from ..assets.cameras import CameraRig
 from ..assets.mesh_data import MeshData
-from .base import Projector, SparseViewMap, canvas_to_write, fill_from_sources, voronoi_sources, working_dtype
+from .base import Projector, SparseViewMap, canvas_to_write, working_dtype
+from .fill import fill_from_sources, voronoi_sources
 from .cancel import check_cancel
 from .grid import grid_taps, sliced_taps
 from .mesh_pull import PullTaps, UnprojectionMatrix, pull_taps, unprojection_matrix

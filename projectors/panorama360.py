@@ -24,7 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import Projector, divide_size, fill_from_sources, greedy_disjoint_groups, voronoi_sources
+from .base import Projector, divide_size, greedy_disjoint_groups
+from .fill import fill_from_sources, voronoi_sources
 from .grid import grid_taps, nearest_grid_taps
 
 SYNCTWEEDIES_YAWS = tuple(range(0, 360, 45))  # A1.2: 8 views, 45 degree steps, pitch 0, fov 72

@@ -17,15 +17,9 @@ import torch
 
 from ..assets.cameras import fit_distance
 from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
-from .base import (
-    DEFAULT_CG_TOLERANCE,
-    Projector,
-    SparseViewMap,
-    ViewSelection,
-    conjugate_gradient,
-    fill_from_nearest_points,
-    greedy_disjoint_groups,
-)
+from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups
+from .fill import fill_from_nearest_points
+from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
 from .splat_render import CompositingWeights, composite, compositing_weights, render
 
 
@@ -179,7 +173,7 @@ class SplatProjector(Projector):
         this one's) or, when None, from F^T W w / F^T W F 1 (exact for single-colour views). Gaussians
         the selected views do not see keep ``previous`` (0 when None). Stops when every channel's
         relative residual ||F^T W (w - F z)|| / ||F^T W w|| is below ``tolerance``, or after
-        ``iterations``; ``self.last_solve`` (base.SolveReport) says how many it took.
+        ``iterations``; ``self.last_solve`` (solve.SolveReport) says how many it took.
         """
         ids = self._view_ids(views)
         self._check_views(w, ids)

@@ -6,7 +6,7 @@ import torch
 
 from sync_canvas.assets import cameras, procedural
 from sync_canvas.projectors import WidePanoramaProjector
-from sync_canvas.projectors.base import conjugate_gradient
+from sync_canvas.projectors.solve import conjugate_gradient
 from sync_canvas.projectors.cancel import cancellation, check_cancel
 from sync_canvas.projectors.raster import rasterize
 

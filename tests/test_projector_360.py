@@ -270,7 +270,7 @@ def test_voronoi_sources_match_the_full_index_map_fill():
     import numpy as np
     from scipy.ndimage import distance_transform_edt
 
-    from sync_canvas.projectors.base import fill_from_sources, voronoi_sources
+    from sync_canvas.projectors.fill import fill_from_sources, voronoi_sources
 
     rng = np.random.default_rng(0)
     covered = rng.random((24, 48)) < 0.05

@@ -151,7 +151,7 @@ def test_tolerance_stopped_fit_equals_the_thirty_iteration_fit(projector):
     themselves differ by summation order: the problem is ill-conditioned); stopped at the default
     relative residual it needs fewer iterations, says so, and renders the same views to 1e-3."""
     from sync_canvas.benchmarks.reference_paths import ReferenceSplat
-    from sync_canvas.projectors.base import DEFAULT_CG_TOLERANCE
+    from sync_canvas.projectors.solve import DEFAULT_CG_TOLERANCE
 
     ref = ReferenceSplat(projector)
     gen = torch.Generator().manual_seed(4)
