@@ -37,6 +37,18 @@ def tiny():
     return module
 
 
+@pytest.fixture(scope="module")
+def model(tiny):
+    """The tiny SD1.5-layout ComfyUI model the node tests sample with (one per module: tests may patch it)."""
+    return tiny.tiny_model()
+
+
+@pytest.fixture(scope="module")
+def vae(tiny):
+    """The tiny ComfyUI VAE matching ``model``."""
+    return tiny.tiny_vae()
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for the test: small ops (Adam loops, tiny transformers, tiny UNets) run many

@@ -17,11 +17,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model(tiny):
-    return tiny.tiny_model()
-
-
 def sample(tiny, model, **options):
     from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
     from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler

@@ -18,11 +18,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def model(tiny):
-    return tiny.tiny_model()
-
-
-@pytest.fixture(scope="module")
 def panorama(tiny):
     from sync_canvas.nodes.projector_nodes import SyncCanvasWidePanorama
 

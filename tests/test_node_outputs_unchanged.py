@@ -25,16 +25,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model(tiny):
-    return tiny.tiny_model()
-
-
-@pytest.fixture(scope="module")
-def vae(tiny):
-    return tiny.tiny_vae()
-
-
 def _wide():
     from sync_canvas.projectors import WidePanoramaProjector
 

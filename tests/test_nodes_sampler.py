@@ -17,16 +17,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model(tiny):
-    return tiny.tiny_model()
-
-
-@pytest.fixture(scope="module")
-def vae(tiny):
-    return tiny.tiny_vae()
-
-
 def run_sampler(model, positive, negative, projector, **options):
     from sync_canvas.nodes.sampler_nodes import SyncCanvasKSampler
 
