@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from ..assets.mesh_data import MeshData
+from ..assets.screen_raster import rasterize_screen
+from .base import working_dtype
 from .cancel import check_cancel
 from .grid import bilinear_corners
 from .raster import RasterResult
-from .raster_torch import rasterize_screen
 
 
 @dataclass
@@ -153,7 +154,7 @@ class UnprojectionMatrix:
     def numerator(self, w: torch.Tensor) -> torch.Tensor:
         """``[C, U]`` = g(W w) on the touched texels for views ``w`` ``[n, C, h, w]``."""
         rows = w.permute(0, 2, 3, 1).reshape(-1, w.shape[1])  # [n h w, C]
-        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        work = working_dtype(w.dtype)
         mat = self.matrix if work == torch.float32 else self.matrix.to(work)
         return (mat @ rows.to(work)).T.to(w.dtype)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..assets.screen_raster import rasterize_screen  # noqa: F401  (re-exported: mesh_pull rasterises UV atlases)
+from ..assets.screen_raster import rasterize_screen
 from .cancel import check_cancel
 
 

@@ -17,7 +17,7 @@ import torch
 
 from ..assets.cameras import fit_distance
 from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
-from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups
+from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups, working_dtype
 from .fill import fill_from_nearest_points
 from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
 from .splat_render import CompositingWeights, composite, compositing_weights, render
@@ -177,7 +177,7 @@ class SplatProjector(Projector):
         """
         ids = self._view_ids(views)
         self._check_views(w, ids)
-        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        work = working_dtype(w.dtype)
         wv = w.to(work)
         rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
         covered, diag, seen = self._fixed_terms(ids, views is None)

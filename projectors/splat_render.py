@@ -26,6 +26,7 @@ import warnings
 import torch
 
 from ..assets.splat_cameras import SplatCameras
+from .base import working_dtype
 from .cancel import check_cancel
 
 ALPHA_MIN = 1.0 / 255.0
@@ -141,7 +142,7 @@ class CompositingWeights:
     def render(self, colors: torch.Tensor, views=None) -> torch.Tensor:
         """F z: colours ``[C, G]`` -> ``[n, C, H, W]`` (background 0); float32 unless colours are float64."""
         n = self.n_views if views is None else len(views)
-        work = torch.float64 if colors.dtype == torch.float64 else torch.float32
+        work = working_dtype(colors.dtype)
         rows = colors.to(work).T.contiguous()  # [G, C]
         p, ch = self.height * self.width, colors.shape[0]
         out = torch.empty(n, p, ch, dtype=work, device=colors.device)
@@ -161,7 +162,7 @@ class CompositingWeights:
         """F^T w: views ``[n, C, H, W]`` -> ``[C, G]``; ``squared`` uses the squared weights (diag(F^T W F)).
 
         A chunk only partly selected is multiplied with zero rows for its other views."""
-        work = torch.float64 if w.dtype == torch.float64 else torch.float32
+        work = working_dtype(w.dtype)
         p, ch = self.height * self.width, w.shape[1]
         rows = w.to(work).reshape(w.shape[0], ch, p).transpose(1, 2)  # [n, P, C]
         out = torch.zeros(self.n_gaussians, ch, dtype=work, device=w.device)
