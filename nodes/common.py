@@ -73,12 +73,16 @@ def images_to_views(images: torch.Tensor) -> torch.Tensor:
     return images.movedim(-1, 1)
 
 
+def vae_factor(vae=None) -> int:
+    """Pixels per latent pixel of a VAE (its ``spacial_compression_decode``; 8 without one)."""
+    if vae is not None and hasattr(vae, "spacial_compression_decode"):
+        return int(vae.spacial_compression_decode())
+    return VAE_FACTOR_DEFAULT
+
+
 def latent_projector(projector, vae=None):
     """The latent-resolution twin of a pixel projector: ``rescaled(VAE downscale factor)`` (8 without a VAE)."""
-    factor = VAE_FACTOR_DEFAULT
-    if vae is not None and hasattr(vae, "spacial_compression_decode"):
-        factor = int(vae.spacial_compression_decode())
-    return projector.rescaled(factor)
+    return projector.rescaled(vae_factor(vae))
 
 
 _FAMILY_NAMES = {"SD15": "SD1.5", "SD20": "SD2.x", "SD21UnclipL": "SD2.x", "SD21UnclipH": "SD2.x", "SDXL": "SDXL",
@@ -107,16 +111,14 @@ def check_view_size(model, projector, vae=None) -> None:
     A DiT turns each patch of p x p latent pixels into a token and pads a view that does not divide,
     so its views would not line up with the canvas; UNets need only the VAE factor.
     """
-    vae_factor = VAE_FACTOR_DEFAULT
-    if vae is not None and hasattr(vae, "spacial_compression_decode"):
-        vae_factor = int(vae.spacial_compression_decode())
-    factor = vae_factor * model_patch_size(model)
+    per_latent = vae_factor(vae)
+    factor = per_latent * model_patch_size(model)
     h, w = (int(s) for s in projector.view_hw)
     if h % factor or w % factor:
         def fix(size):
             return size if size % factor == 0 else f"{size - size % factor} or {size - size % factor + factor}"
         raise ValueError(
-            f"{model_family(model)} needs views whose width and height divide by {factor} pixels (VAE {vae_factor} "
-            f"x patch {factor // vae_factor}), but the projector's views are {w}x{h} (WxH): make the view "
+            f"{model_family(model)} needs views whose width and height divide by {factor} pixels (VAE {per_latent} "
+            f"x patch {factor // per_latent}), but the projector's views are {w}x{h} (WxH): make the view "
             f"(window) size {fix(w)} wide and {fix(h)} high"
         )

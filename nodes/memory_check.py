@@ -16,6 +16,7 @@ import torch
 import comfy.model_management
 
 from ..projectors.memory import MemoryEstimate, fits, format_bytes, sampling_run
+from .common import vae_factor
 
 LIMIT_ENV = "SYNC_CANVAS_MEMORY_LIMIT_GB"
 
@@ -61,8 +62,7 @@ def _trim_heap() -> None:
 
 def run_estimate(lat_projector, samples: torch.Tensor, vae=None) -> MemoryEstimate:
     """The sampling run's estimate for a latent projector and the canvas latent ``samples [1, C, *S]``."""
-    factor = int(vae.spacial_compression_decode()) if vae is not None and hasattr(vae, "spacial_compression_decode") else 8
     return sampling_run(
         lat_projector.n_views, int(samples.shape[1]), tuple(lat_projector.view_hw), int(samples[0, 0].numel()),
-        factor, decode=vae is not None,
+        vae_factor(vae), decode=vae is not None,
     )
