@@ -49,9 +49,6 @@ DEMO_WEIGHTS = SCRIPTS.parent / "assets" / "weights" / "sync_canvas_demo_unet.sa
 # Prompts for positive CLIPTextEncode nodes that name none of the demo model's scene classes, in node order.
 DEMO_PROMPTS = ("a snowy mountain landscape, wide panorama", "an ocean coast at noon", "a desert with dunes",
                 "a moonlit night", "a green forest")
-DEMO_CLASS_WORDS = ("mountains", "mountain", "alps", "peaks", "snowy", "desert", "dunes", "sand", "sahara", "ocean",
-                    "sea", "beach", "coast", "water", "night", "moon", "moonlit", "dark", "forest", "trees", "woods",
-                    "green")  # assets/landscapes.py CLASS_WORDS
 # --demo-size: the demo model's own size (256 px views = its 32x32 training latents) and enough steps to paint.
 DEMO_LENGTH_FACTOR = 2
 DEMO_MAX_STEPS = 12
@@ -134,6 +131,19 @@ def retarget_models(graph: dict, checkpoint: str | None, controlnet: str | None)
     return changes
 
 
+def class_of_prompt(text: str) -> int | None:
+    """The demo model's scene class a prompt names (``assets/landscapes.py``, the words it was trained on), or None."""
+    import importlib.util
+
+    module = sys.modules.get("sync_canvas_landscapes")
+    if module is None:  # by path: this script runs without the pack on sys.path (torch is imported here, lazily)
+        spec = importlib.util.spec_from_file_location("sync_canvas_landscapes", SCRIPTS.parent / "assets" / "landscapes.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["sync_canvas_landscapes"] = module
+    return module.class_of_prompt(text)
+
+
 def demo_prompts(graph: dict) -> list[str]:
     """In place, for the demo model: positive CLIPTextEncode prompts naming none of its five scene classes
     get one that does (it paints nothing else). Negative prompts (linked to a `negative` input) stay."""
@@ -145,8 +155,7 @@ def demo_prompts(graph: dict) -> list[str]:
         text = node["inputs"].get("text")
         if node["class_type"] != "CLIPTextEncode" or node_id in negative or not isinstance(text, str):
             continue
-        words = set("".join(c if c.isalnum() else " " for c in text.lower()).split())
-        if words & set(DEMO_CLASS_WORDS):
+        if class_of_prompt(text) is not None:
             continue
         node["inputs"]["text"] = DEMO_PROMPTS[pick % len(DEMO_PROMPTS)]
         pick += 1

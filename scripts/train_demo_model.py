@@ -42,6 +42,8 @@ TEMPLATES = ("{w}", "a {w}", "a {w} landscape", "a photo of a {w}", "{w}, wide p
 
 
 def _load(name, path):
+    if name in sys.modules:  # loaded already (e.g. by benchmarks/bench_quality.py): one copy of its classes
+        return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
