@@ -36,17 +36,6 @@ tiny = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tiny)
 
 
-class Pairs:
-    n_views = 4
-    view_hw = (64, 64)
-    reads = [[0, 1], [1, 2], [3, 4], [4, 5]]
-
-    def coverage(self, views):
-        mask = torch.zeros(6, dtype=torch.bool)
-        mask[self.reads[views[0]]] = True
-        return mask
-
-
 def ksampler(model, name, steps=3, cfg=2.0):
     import nodes as comfy_nodes
 
@@ -114,7 +103,7 @@ def cross_view(model, name):
     c = tiny.FAMILY_LATENT_CHANNELS[name]
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, c, 8, 8, generator=g)
-    on, off = patch_model(model, Pairs(), reference_view=-1), patch_model(model, Pairs(), weight=0.0)
+    on, off = patch_model(model, tiny.PairedViewsProjector(), reference_view=-1), patch_model(model, tiny.PairedViewsProjector(), weight=0.0)
     base, plain = run(on, x), run(model, x)
     checks = {"w0=": torch.equal(run(off, x), plain)}
     x1 = x.clone()

@@ -218,3 +218,17 @@ class FamilyTextEncoder:
         import zlib
 
         return family_conditioning(self.family, zlib.crc32(str(tokens).encode()) % (2**31))
+
+
+class PairedViewsProjector:
+    """A stand-in projector of 4 views overlapping in two pairs, {0,1} and {2,3}: view i reads canonical
+    texels ``reads[i]`` of 6. Cross-view attention reads only ``coverage`` and ``view_hw`` of a projector."""
+
+    n_views = 4
+    view_hw = (64, 64)
+    reads = [[0, 1], [1, 2], [3, 4], [4, 5]]
+
+    def coverage(self, views):
+        mask = torch.zeros(6, dtype=torch.bool)
+        mask[self.reads[views[0]]] = True
+        return mask

@@ -31,19 +31,6 @@ def models(tiny):
     cache.clear()
 
 
-class TableProjector:
-    """Views overlapping in two pairs, {0,1} and {2,3} (the node reads only coverage and view_hw)."""
-
-    n_views = N_VIEWS
-    view_hw = (64, 64)
-    reads = [[0, 1], [1, 2], [3, 4], [4, 5]]
-
-    def coverage(self, views):
-        mask = torch.zeros(6, dtype=torch.bool)
-        mask[self.reads[views[0]]] = True
-        return mask
-
-
 def chain_projector():
     from sync_canvas.projectors import WidePanoramaProjector
 
@@ -106,7 +93,7 @@ def test_weight_zero_and_one_view_equal_the_unpatched_model_bit_for_bit(tiny, mo
 @pytest.mark.parametrize("name", FAMILIES)
 def test_view_output_changes_with_neighbours_only(tiny, models, name):
     model = models[name]
-    patched = patch(model, TableProjector())
+    patched = patch(model, tiny.PairedViewsProjector())
     x = latents(N_VIEWS)
     base = run(tiny, name, patched, x, [0, 1, 2, 3])
     for j, changes_view_0 in [(1, True), (2, False), (3, False)]:
@@ -136,7 +123,7 @@ def test_cond_and_uncond_chunks_never_mix(tiny, models, name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_subsets_and_chunks_give_the_full_batch_result(tiny, models, name):
     model = models[name]
-    patched = patch(model, TableProjector())
+    patched = patch(model, tiny.PairedViewsProjector())
     x = latents(N_VIEWS)
     full = run(tiny, name, patched, x, [0, 1, 2, 3])
     first = run(tiny, name, patched, x[:2], [0, 1])
@@ -207,7 +194,7 @@ def test_another_nodes_block_replacement_keeps_running_inside_the_patch(tiny, mo
 
     model.set_model_patch_replace(other, "dit", "double_block", 0)
     x = latents(N_VIEWS)
-    patched = patch(model, TableProjector())
+    patched = patch(model, tiny.PairedViewsProjector())
     base = run(tiny, "flux", patched, x, [0, 1, 2, 3])
     assert calls, "the earlier replacement was dropped"
     x2 = x.clone()
