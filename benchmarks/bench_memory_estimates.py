@@ -38,6 +38,17 @@ elif case == "equirect":
     from sync_canvas.projectors.panorama360 import default_canvas
     est = memory.equirect(view, n, default_canvas(view, 72.0), interp)
     p = projectors.EquirectProjector(view, None, 0.0, 72.0, None, rig, False, interp); p.rescaled(8)
+elif case == "splat":  # the projector node's build, then the latent twin the sampler builds
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.projectors.splat import SplatProjector
+    from sync_canvas.projectors.splat_render import build_estimate
+    g, n, size = args
+    scene = procedural_splat_scene(g, seed=1)
+    cams = fit_orbit(scene.means, scene.opacities, n, 50.0, size, size)
+    est = build_estimate(scene.means, scene.quats, scene.log_scales, scene.opacities, cams)
+    before = rss()
+    p = SplatProjector.from_scene(scene, cams); p.rescaled(8)
 print(json.dumps([est.bytes, hwm() - before]))
 """
 
@@ -47,6 +58,10 @@ CASES = [
     ("equirect", [512, "synctweedies", "nearest"]),
     ("equirect", [512, "stochsync", "bilinear"]),
     ("equirect", [1024, "synctweedies", "nearest"]),
+    ("splat", [2000, 8, 128]),
+    ("splat", [20000, 16, 256]),
+    ("splat", [100000, 8, 256]),
+    ("splat", [5000, 20, 512]),
 ]
 
 

@@ -17,9 +17,11 @@ from comfy_api.latest import io, ui
 from ..assets.splat_cameras import fit_orbit
 from ..assets.splat_ply import read_splat_ply, write_splat_ply
 from ..projectors.splat import SplatProjector
+from ..projectors.splat_render import build_estimate
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_capability, tensor_to_image
 from .files import input_files, resolve_input_file, save_target
 from .guards import guard_nodes
+from .memory_check import require_memory
 
 SPLAT_CATEGORY = f"{CATEGORY}/splat"
 SyncSplat = io.Custom("SYNC_SPLAT")
@@ -87,6 +89,7 @@ class SyncCanvasSplatProjector(io.ComfyNode):
 
     @classmethod
     def execute(cls, splat, cameras) -> io.NodeOutput:
+        require_memory("SyncCanvas Gaussian Splat", build_estimate(splat.means, splat.quats, splat.log_scales, splat.opacities, cameras))
         return io.NodeOutput(SplatProjector.from_scene(splat, cameras))
 
 

@@ -18,7 +18,14 @@ GIB = 1 << 30
 WIDE_BYTES_PER_PIXEL = 48  # index list + stack + where + weights (index_taps)
 EQUIRECT_BYTES_PER_PIXEL = {"nearest": 96, "bilinear": 288}  # directions (float64), positions, taps
 MESH_BYTES_PER_PIXEL = 160  # raster buffers (face id, barycentrics, uv, normals, depth) + taps
-SPLAT_BYTES_PER_PIXEL_PER_LAYER = 24  # per-pixel front-to-back splat list: index + weight (+ alpha)
+# splat compositing weights (projectors/splat_render.py), per (gaussian, pixel) candidate pair a view's
+# footprints cover (an upper bound on the entries kept): CSR forward + transpose (int32 column + float32
+# value each) with int64 headroom; the temporaries of rasterising one view (candidate attributes, sort
+# keys, float64 transmittance); per view pixel: alpha, depth, row pointers and the dominant-tap map
+SPLAT_KEPT_BYTES_PER_PAIR = 20
+SPLAT_VIEW_BYTES_PER_PAIR = 200
+SPLAT_CHUNK_BYTES_PER_ENTRY = 60  # a chunk's pending lists (20) + building its transpose (40)
+SPLAT_BYTES_PER_PIXEL = 32
 FILL_BYTES_PER_TEXEL = 56  # Voronoi fill: EDT distances (float64) + two int64 index planes + mask
 STATE_COPIES = 8  # sampler buffers per view element: x, x0, eps, noise, fused, previous, ... (float32)
 
@@ -91,14 +98,23 @@ def mesh_texture(n_views: int, view_size: int, texture_size: int, latent_texture
     )
 
 
-def splat(n_views: int, view_size: int, layers: int) -> MemoryEstimate:
-    pixels = n_views * view_size * view_size
-    total = pixels * layers * SPLAT_BYTES_PER_PIXEL_PER_LAYER * (1 + 1 / 64)
-    return MemoryEstimate(
-        int(total),
-        f"{n_views} views of {view_size}x{view_size} x {layers} splats per pixel x {SPLAT_BYTES_PER_PIXEL_PER_LAYER} B",
-        "lower view_size or the number of views",
-    )
+def splat(n_views: int, view_hw: tuple[int, int], n_gaussians: int, pairs: tuple[int, int],
+          twin_pairs: tuple[int, int] | None = None, twin_hw: tuple[int, int] = (0, 0)) -> MemoryEstimate:
+    """A splat projector build: ``pairs`` = (pairs kept over all views, candidates of the largest view) from
+    ``splat_render.footprint_pairs``; ``twin_pairs`` / ``twin_hw`` the same for its latent twin (built by the
+    sampler later, kept with it). Kept weights + the largest view's temporaries + one chunk's build."""
+    total, largest = pairs
+    chunk = min(max(8 * n_gaussians, 1 << 20), 1 << 24, total)  # compositing_weights' chunk_entries
+    kept = total * SPLAT_KEPT_BYTES_PER_PAIR + n_views * view_hw[0] * view_hw[1] * SPLAT_BYTES_PER_PIXEL
+    temporaries = largest * SPLAT_VIEW_BYTES_PER_PAIR + chunk * SPLAT_CHUNK_BYTES_PER_ENTRY
+    detail = (f"{n_views} views of {view_hw[1]}x{view_hw[0]}: {total} splat-pixel pairs x {SPLAT_KEPT_BYTES_PER_PAIR} B "
+              f"+ {SPLAT_VIEW_BYTES_PER_PAIR} B x {largest} pairs of the largest view while building")
+    if twin_pairs is not None:
+        kept += twin_pairs[0] * SPLAT_KEPT_BYTES_PER_PAIR + n_views * twin_hw[0] * twin_hw[1] * SPLAT_BYTES_PER_PIXEL
+        temporaries = max(temporaries, twin_pairs[1] * SPLAT_VIEW_BYTES_PER_PAIR)
+        detail += f" + the latent twin's {twin_pairs[0]} pairs"
+    return MemoryEstimate(int(kept + temporaries), detail,
+                          "lower view_size or views (SyncCanvas Splat Camera Orbit), or use a smaller scene")
 
 
 def sampling_run(

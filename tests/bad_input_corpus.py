@@ -99,6 +99,14 @@ def load_splat(name: str) -> dict:
     return {"1": node("SyncCanvasLoadSplat", splat_file=name)}
 
 
+def splat_chain(views: int = 2, view_size: int = 64, name: str = "corpus_splat.ply") -> dict:
+    graph = load_splat(name)
+    graph["2"] = node("SyncCanvasSplatOrbit", splat=["1", 0], views=views, view_size=view_size, fov=50.0, up="z",
+                      elevation_min=-10.0, elevation_max=50.0, margin=1.1)
+    graph["3"] = node("SyncCanvasSplatProjector", splat=["1", 0], cameras=["2", 0])
+    return graph
+
+
 def save_image(prefix: str = "corpus/img", projection: str = "flat") -> dict:
     graph = {"2": node("EmptyImage", width=64, height=32, batch_size=1, color=0)}
     graph["3"] = node("SyncCanvasSaveImage", images=["2", 0], filename_prefix=prefix, projection=projection)
@@ -134,6 +142,16 @@ def _ascii_ply(body: str, n: int, faces: int | None = None) -> bytes:
     if faces is not None:
         head += f"element face {faces}\nproperty list uchar int vertex_indices\n"
     return (head + "end_header\n" + body).encode()
+
+
+def _splat_ply(n: int = 4, log_scale: float = -1.0) -> bytes:
+    """A 3DGS PLY of ``n`` round gaussians on a line (x, y, z, f_dc, opacity, scales, rotation: float32)."""
+    fields = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2",
+              "rot_0", "rot_1", "rot_2", "rot_3")
+    head = f"ply\nformat binary_little_endian 1.0\nelement vertex {n}\n"
+    head += "".join(f"property float {f}\n" for f in fields) + "end_header\n"
+    rows = [struct.pack("<14f", 0.3 * k, 0, 0, 0.5, 0.5, 0.5, 2.0, log_scale, log_scale, log_scale, 1, 0, 0, 0) for k in range(n)]
+    return head.encode() + b"".join(rows)
 
 
 def _png_bytes() -> bytes:
@@ -196,6 +214,9 @@ CASES: list[Case] = [
     Case("mesh_missing_file", load_mesh("nowhere.obj"), r"'nowhere\.obj' not found in ComfyUI's input folder",
          server_expect=r"Value not in list"),
     # ---- bad values in prompts ---------------------------------------------------------------------------
+    Case("splat_projector_too_large", splat_chain(views=512, view_size=4096),
+         r"Gaussian Splat: needs about .* \(512 views of 4096x4096: .* pairs .*\) but only .* available; lower view_size or views",
+         files={"corpus_splat.ply": _splat_ply()}),
     Case("wide_4m_windows", wide(width=16384, height=16384, window=512, stride=8),
          r"needs about .* \(3940225 windows .*\) but only .* of RAM is available; raise stride"),
     Case("pano360_too_large", pano360(view_size=16384, width=16384, pole_views=True, interpolation="bilinear"),

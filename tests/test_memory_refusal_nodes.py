@@ -52,3 +52,22 @@ def test_sampler_refuses_a_run_that_cannot_fit(tiny, monkeypatch):
     pos, neg = tiny.conditioning(0), tiny.conditioning(1)
     with pytest.raises(NotEnoughMemory, match=r"SyncCanvas KSampler: needs about .* views x 4x8x8 latents"):
         SyncCanvasKSampler.execute(model, pos, neg, WidePanoramaProjector(64, 128, 64, 64), 0, 2, 2.0, "case_2", "normal", 0.0, 1.0)
+
+
+def test_splat_projector_is_refused_in_well_under_a_second(tiny, monkeypatch):
+    import time
+
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.nodes.memory_check import LIMIT_ENV, NotEnoughMemory
+    from sync_canvas.nodes.splat import SyncCanvasSplatProjector
+
+    scene = procedural_splat_scene(200_000, seed=0)
+    cameras = fit_orbit(scene.means, scene.opacities, 64, 50.0, 1024, 1024)
+    monkeypatch.setenv(LIMIT_ENV, "4")  # a 4 GiB server
+    start = time.perf_counter()
+    with pytest.raises(NotEnoughMemory, match=r"Gaussian Splat: needs about .* GiB \(64 views of 1024x1024: .* but only 4.0 GiB of RAM"):
+        SyncCanvasSplatProjector.execute(scene, cameras)
+    assert time.perf_counter() - start < 0.5
+    small = fit_orbit(scene.means, scene.opacities, 2, 50.0, 64, 64)
+    assert SyncCanvasSplatProjector.execute(procedural_splat_scene(500), small).args[0].n_views == 2  # what fits is built
