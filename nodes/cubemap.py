@@ -8,7 +8,9 @@ from comfy_api.latest import io
 
 from ..projectors.cubemap import FACE_NAMES, SKYBOX_YAWS, CubeMapProjector
 from .common import CATEGORY, SyncProjector, canonical_image_to_tensor, projector_input, require_capability, tensor_to_image
+from ..projectors import memory
 from .guards import guard_nodes
+from .memory_check import require_memory
 
 FACE_ORDER = ", ".join(f"{k + 1}: {name}" for k, name in enumerate(("+X right", "-X left", "+Y top", "-Y bottom", "+Z front", "-Z back")))
 
@@ -37,6 +39,7 @@ class SyncCanvasCubeMap(io.ComfyNode):
     @classmethod
     def execute(cls, size, view_size, fov, tilt) -> io.NodeOutput:
         pitches = (0.0,) * 8 + (float(tilt),) * 4 + (-float(tilt),) * 4
+        require_memory("SyncCanvas Cube Map", memory.cube_map(size, view_size, len(SKYBOX_YAWS)))
         return io.NodeOutput(CubeMapProjector(size, view_size, SKYBOX_YAWS, pitches, fov))
 
 
@@ -66,6 +69,7 @@ class SyncCanvasCubeMapExport(io.ComfyNode):
     def execute(cls, projector, canvas, equirect_height=0) -> io.NodeOutput:
         equirect = require_capability(projector, "equirect", "SyncCanvas Cube Map Export", "a cube-map projector")
         faces = canonical_image_to_tensor(canvas, projector, "canvas").float()  # [C, 6, F, F]
+        require_memory("SyncCanvas Cube Map Export", memory.equirect_image(equirect_height or 2 * projector.face_size, faces.shape[0]))
         image = equirect(faces, equirect_height or None).clamp(0, 1)
         return io.NodeOutput(canvas, tensor_to_image(image))
 

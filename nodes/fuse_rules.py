@@ -34,6 +34,7 @@ from .common import CATEGORY, decode_canvas, latent_projector, projector_input
 from .sync_sampling import (ComfyRun, canonical_latent, check_view_conditioning, comfy_run, release_patch_caches,
                             run_with_comfy, sync_sigmas)
 from .guards import guard_nodes
+from .memory_check import require_memory, run_estimate
 
 log = logging.getLogger(__name__)
 FUSE_CATEGORY = f"{CATEGORY}/fuse rules"
@@ -237,11 +238,14 @@ def _outputs() -> list:
     ]
 
 
-def run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options) -> tuple[torch.Tensor, str]:
-    """Samples the canonical latent ``[1, C, *S]`` with ``rule``; returns it with the report of what fused the views."""
+def run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options,
+                  vae=None) -> tuple[torch.Tensor, str]:
+    """Samples the canonical latent ``[1, C, *S]`` with ``rule``; returns it with the report of what fused the views.
+    Refuses first when the run (and, with ``vae``, its decode) cannot fit."""
     fuse_rule(rule)
     check_view_conditioning(positive, negative, lat_projector.n_views)
     samples = canonical_latent(model, None, lat_projector)
+    require_memory(f"SyncCanvas {rule}", run_estimate(lat_projector, samples, vae), comfy.model_management.get_torch_device())
     sigmas = sync_sigmas(model, "case_2", scheduler, steps, 1.0)
     sink: dict = {}
     out = run_with_comfy(model, positive, negative, cfg, seed, samples, sigmas, sample_fuse_rule,
@@ -255,7 +259,7 @@ def _run(rule, model, positive, negative, projector, seed, steps, cfg, scheduler
          max_views_per_batch=0) -> io.NodeOutput:
     lat_projector = latent_projector(projector, vae)
     options = dict(options, max_views_per_batch=max_views_per_batch or None)
-    out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options)
+    out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options, vae)
     canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
     if vae is None:
         return io.NodeOutput(canvas, ExecutionBlocker("connect a VAE to get the canonical IMAGE"), report, ui=ui.PreviewText(report))

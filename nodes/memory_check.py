@@ -15,7 +15,7 @@ import torch
 
 import comfy.model_management
 
-from ..projectors.memory import MemoryEstimate, fits, format_bytes, sampling_run
+from ..projectors.memory import MemoryEstimate, fits, format_bytes, image_batch, sampling_run
 from .common import vae_factor
 
 LIMIT_ENV = "SYNC_CANVAS_MEMORY_LIMIT_GB"
@@ -43,6 +43,13 @@ def require_memory(node: str, estimate: MemoryEstimate, device: torch.device | s
             f"{node}: needs about {format_bytes(estimate.bytes)} ({estimate.detail}) but only {format_bytes(free)} "
             f"of {kind} is available; {estimate.setting}"
         )
+
+
+def require_batch(node: str, count: int, channels: int, shape, copies: int = 3, what: str = "views",
+                  setting: str = "use a projector with fewer or smaller views", device=None) -> None:
+    """:func:`require_memory` for ``copies`` float32 buffers of ``count`` items ``[channels, *shape]`` (view
+    batches, renders, canvases: what a node allocates beyond the projector it was given)."""
+    require_memory(node, image_batch(int(count), int(channels), tuple(int(s) for s in shape), copies, what, setting), device)
 
 
 def release_after_failure() -> None:

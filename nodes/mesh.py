@@ -26,7 +26,7 @@ from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_capability, tensor_to_image
 from .files import input_files, input_root, resolve_input_file, save_target
 from .guards import guard_nodes
-from .memory_check import require_memory
+from .memory_check import require_batch, require_memory
 
 MESH_CATEGORY = f"{CATEGORY}/mesh"
 SyncMesh = io.Custom("SYNC_MESH")
@@ -214,6 +214,7 @@ class SyncCanvasMeshConditioning(io.ComfyNode):
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
         require_capability(projector, "mesh", "SyncCanvas Mesh Depth/Normal Views", "a mesh projector")
+        require_batch("SyncCanvas Mesh Depth/Normal Views", projector.n_views, 3, projector.view_hw, copies=7, device=projector.device)
         depth = projector.depth_maps().expand(-1, 3, -1, -1)
         return io.NodeOutput(tensor_to_image(depth), tensor_to_image(projector.normal_maps()), projector.masks()[:, 0].cpu())
 
@@ -237,6 +238,7 @@ class SyncCanvasMeshEditStart(io.ComfyNode):
     @classmethod
     def execute(cls, projector, texture, vae) -> io.NodeOutput:
         require_capability(projector, "mesh", "SyncCanvas Texture Edit Start", "a mesh projector")
+        require_batch("SyncCanvas Texture Edit Start", projector.n_views, 3, projector.view_hw, copies=4, device=projector.device)
         views = projector.render(texture_tensor(texture, projector.texture_size).to(projector.device), background=0.5)
         latents = vae.encode(tensor_to_image(views.clamp(0, 1)))
         lat_projector = latent_projector(projector, vae)
@@ -267,6 +269,8 @@ class SyncCanvasMeshTurntable(io.ComfyNode):
     def execute(cls, projector, texture, frames, size, elevation, background) -> io.NodeOutput:
         require_capability(projector, "mesh", "SyncCanvas Mesh Turntable", "a mesh projector")
         tex = texture[0, ..., :3].movedim(-1, 0).float() if texture.dim() == 4 else texture
+        frames_estimate = memory.image_batch(frames, 3, (size, size), 2, "frames", "lower frames or size")
+        require_memory("SyncCanvas Mesh Turntable", frames_estimate + memory.mesh_texture(frames, size, tex.shape[-1], 0))
         out = render_turntable(projector.mesh, tex, frames, size, elevation, background=background, backend=projector.backend)
         return io.NodeOutput(tensor_to_image(out))
 

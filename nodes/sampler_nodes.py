@@ -119,7 +119,7 @@ class SyncCanvasKSampler(io.ComfyNode):
         check_view_size(model, projector, vae)
         lat_projector = latent_projector(projector, vae)
         options = dict(ksampler_mode_options(rule, eta), max_views_per_batch=max_views_per_batch or None)
-        out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options)
+        out, report = run_fuse_rule(rule, model, positive, negative, lat_projector, seed, steps, cfg, scheduler, options, vae)
         canvas = {"samples": out.to(comfy.model_management.intermediate_device())}
         if vae is None:
             blocked = ExecutionBlocker(NO_VAE_MESSAGE)

@@ -16,12 +16,13 @@ from comfy_api.latest import io, ui
 
 from ..assets.splat_cameras import fit_orbit
 from ..assets.splat_ply import read_splat_ply, write_splat_ply
+from ..projectors import memory
 from ..projectors.splat import SplatProjector
 from ..projectors.splat_render import build_estimate
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_capability, tensor_to_image
 from .files import input_files, resolve_input_file, save_target
 from .guards import guard_nodes
-from .memory_check import require_memory
+from .memory_check import require_batch, require_memory
 
 SPLAT_CATEGORY = f"{CATEGORY}/splat"
 SyncSplat = io.Custom("SYNC_SPLAT")
@@ -108,6 +109,7 @@ class SyncCanvasSplatDepth(io.ComfyNode):
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
         require_capability(projector, "alpha_maps", "SyncCanvas Splat Depth Views", "a splat projector")
+        require_batch("SyncCanvas Splat Depth Views", projector.n_views, 3, projector.view_hw, copies=5, device=projector.device)
         depth = projector.depth_maps().expand(-1, 3, -1, -1)
         return io.NodeOutput(tensor_to_image(depth), projector.alpha_maps()[:, 0].float().cpu())
 
@@ -115,6 +117,7 @@ class SyncCanvasSplatDepth(io.ComfyNode):
 def _fitted_colors(projector, views):
     """RGB colours ``[3, G]`` fitted to the IMAGE batch of the projector's views."""
     require_capability(projector, "fit_colors", "this splat node", "a splat projector")
+    require_batch("SyncCanvas splat colour fit", views.shape[0], 3, views.shape[1:3], copies=8, device=projector.device)
     images = images_to_views(views)[:, :3].float()
     if images.shape[0] != projector.n_views or tuple(images.shape[2:]) != projector.view_hw:
         raise ValueError(f"views are {images.shape[0]} images of {images.shape[3]}x{images.shape[2]} but the projector has "
@@ -145,6 +148,10 @@ class SyncCanvasSplatTurntable(io.ComfyNode):
     @classmethod
     def execute(cls, projector, splat, frames, size, elevation, background, views=None) -> io.NodeOutput:
         require_capability(projector, "turntable", "SyncCanvas Splat Turntable", "a splat projector")
+        cameras = projector.turntable_cameras(frames, size, elevation)
+        renders = memory.image_batch(frames, 3, (size, size), 3, "frames", "lower frames or size")
+        weights = build_estimate(*projector.geometry, cameras, latent_factor=None)
+        require_memory("SyncCanvas Splat Turntable", renders + weights)
         colors = splat.colors().clamp(0, 1) if views is None else _fitted_colors(projector, views)
         return io.NodeOutput(tensor_to_image(projector.turntable(colors.cpu(), frames, size, elevation, background=background).clamp(0, 1)))
 

@@ -25,6 +25,7 @@ from .common import (
     tensor_to_image,
 )
 from .guards import guard_nodes
+from .memory_check import require_batch
 
 VIEWS_CATEGORY = f"{CATEGORY}/views"
 
@@ -47,6 +48,7 @@ class SyncCanvasRenderViews(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, image, interpolation) -> io.NodeOutput:
+        require_batch("SyncCanvas Render Views", projector.n_views, image.shape[-1], projector.view_hw, device=projector.device)
         canvas = canonical_image_to_tensor(image, projector)
         views = projector.project(canvas.to(projector.device), nearest=interpolation == "nearest")
         return io.NodeOutput(tensor_to_image(views))
@@ -86,6 +88,7 @@ class SyncCanvasRenderDepth(io.ComfyNode):
     def execute(cls, projector, depth, encoding) -> io.NodeOutput:
         depth_views = require_capability(projector, "depth_views", "SyncCanvas Render Depth Views",
                                          "a canvas that turns a depth map into per-view depth (e.g. a 360 panorama)")
+        require_batch("SyncCanvas Render Depth Views", projector.n_views, 3, projector.view_hw, copies=4, device=projector.device)
         canvas = canonical_image_to_tensor(resize_to_canvas(depth, projector, "depth"), projector, "depth")[:1]
         if encoding == "near_bright":
             views = projector.project(canvas.to(projector.device), nearest=True)
@@ -112,6 +115,8 @@ class SyncCanvasViewMasks(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector) -> io.NodeOutput:
+        require_batch("SyncCanvas View Masks", projector.n_views, 1, projector.view_hw, copies=2, what="view masks",
+                      device=projector.device)
         masks = projector.view_masks().float()
         coverage = projector.canvas_images(projector.coverage().float().unsqueeze(0))[:, 0]  # [B, H, W]
         return io.NodeOutput(masks.cpu(), coverage.cpu())
@@ -135,6 +140,7 @@ class SyncCanvasFuseViews(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, views, fill_holes) -> io.NodeOutput:
+        require_batch("SyncCanvas Fuse Views", views.shape[0], views.shape[-1], views.shape[1:3], device=projector.device)
         w = images_to_views(views).to(projector.device)
         if w.shape[0] != projector.n_views:
             raise ValueError(f"got {w.shape[0]} view images but the projector has {projector.n_views} views")
@@ -162,6 +168,8 @@ class SyncCanvasEmptyLatent(io.ComfyNode):
     @classmethod
     def execute(cls, projector, channels) -> io.NodeOutput:
         shape = latent_projector(projector).canonical_shape
+        require_batch("SyncCanvas Empty Canonical Latent", 1, channels, shape, copies=1, what="canvas latents",
+                      setting="lower channels or the canvas size", device=comfy.model_management.intermediate_device())
         samples = torch.zeros(1, channels, *shape, device=comfy.model_management.intermediate_device())
         return io.NodeOutput({"samples": samples})
 
@@ -190,6 +198,7 @@ class SyncCanvasProjectLatent(io.ComfyNode):
                 f"the latent has shape {tuple(samples.shape)} but the projector's canonical latent is "
                 f"[1, C, {', '.join(map(str, lat.canonical_shape))}]"
             )
+        require_batch("SyncCanvas Project Latent", lat.n_views, samples.shape[1], lat.view_hw, copies=2, device=lat.device)
         return io.NodeOutput({"samples": lat.project(samples[0].to(lat.device)).cpu()})
 
 

@@ -117,6 +117,39 @@ def splat(n_views: int, view_hw: tuple[int, int], n_gaussians: int, pairs: tuple
                           "lower view_size or views (SyncCanvas Splat Camera Orbit), or use a smaller scene")
 
 
+def cube_map(face_size: int, view_size: int, n_views: int) -> MemoryEstimate:
+    """A cube-map projector: nearest taps of ``n_views`` views (as an equirect's) + six faces' fill."""
+    pixels = n_views * view_size * view_size
+    per_pixel = EQUIRECT_BYTES_PER_PIXEL["nearest"]
+    texels = 6 * face_size * face_size
+    total = (pixels * per_pixel + texels * FILL_BYTES_PER_TEXEL) * (1 + 1 / 64)
+    return MemoryEstimate(
+        int(total),
+        f"{n_views} views of {view_size}x{view_size} x {per_pixel} B per pixel + 6 faces of {face_size}x{face_size} "
+        f"x {FILL_BYTES_PER_TEXEL} B per texel",
+        "lower face size or view_size",
+    )
+
+
+EQUIRECT_EXPORT_BYTES_PER_PIXEL = 160  # directions (float64), face/row/col, 4 bilinear corners (int64 + weight)
+
+
+def equirect_image(height: int, channels: int) -> MemoryEstimate:
+    """A cube map resampled to an equirectangular ``[C, H, 2H]`` image (``CubeMapProjector.equirect``)."""
+    pixels = 2 * height * height
+    per_pixel = EQUIRECT_EXPORT_BYTES_PER_PIXEL + 4 * channels * 6  # + taps [C, ..., 4], output, IMAGE copy
+    return MemoryEstimate(pixels * per_pixel, f"a {2 * height}x{height} equirectangular image x {per_pixel} B per pixel",
+                          "lower equirect_height")
+
+
+def image_batch(count: int, channels: int, shape: tuple[int, ...], copies: int, what: str, setting: str) -> MemoryEstimate:
+    """``copies`` float32 buffers of ``count`` items ``[channels, *shape]``: a node's view batch, renders, canvas
+    latents (the copies: the result, its IMAGE layout, the temporaries of making it)."""
+    elements = count * channels * math.prod(shape)
+    return MemoryEstimate(elements * 4 * copies,
+                          f"{count} {what} of {channels}x{'x'.join(map(str, shape))} x {copies} float32 copies", setting)
+
+
 def sampling_run(
     n_views: int, channels: int, view_hw: tuple[int, int], canonical_elements: int,
     vae_factor: int = 8, decode: bool = False, views_per_batch: int | None = None,

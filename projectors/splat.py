@@ -232,13 +232,8 @@ class SplatProjector(Projector):
         """Renders ``[frames, C, size, size]`` of colours ``[C, G]`` turning once around the scene (on the
         colours' device). ``backend="gsplat"`` renders with gsplat on ``device`` (default ``cuda``; opt-in,
         unverified, see ``splat_render.render``); "torch" computes compositing weights on the CPU."""
-        if frames < 1 or size < 1:
-            raise ValueError(f"frames and size must be >= 1, got {frames} and {size}")
         means, quats, log_scales, opacities = self.geometry
-        centre, radius = scene_frame(means, opacities)
-        distance = fit_distance(torch.tensor([[radius, 0.0, 0.0]]).numpy(), fov_deg)
-        views = [(360.0 * k / frames, elevation) for k in range(frames)]
-        cams = orbit_cameras(views, centre, distance, fov_deg, size, size, self.cameras.up)
+        cams = self.turntable_cameras(frames, size, elevation, fov_deg)
         if backend == "gsplat":
             where = torch.device(device if device is not None else "cuda")
             scene = [t.to(where) for t in (means, quats, log_scales, opacities, colors.detach().float())]
@@ -246,6 +241,16 @@ class SplatProjector(Projector):
         else:
             image, alpha, _ = render(means, quats, log_scales, opacities, colors.detach().float().cpu(), cams, backend)
         return (image + (1 - alpha) * background).to(colors.device)
+
+    def turntable_cameras(self, frames: int = 24, size: int = 512, elevation: float = 15.0,
+                          fov_deg: float = 50.0) -> SplatCameras:
+        """The ``turntable`` 's cameras: ``frames`` views of ``size`` pixels around the scene's centre."""
+        if frames < 1 or size < 1:
+            raise ValueError(f"frames and size must be >= 1, got {frames} and {size}")
+        centre, radius = scene_frame(self.geometry[0], self.geometry[3])
+        distance = fit_distance(torch.tensor([[radius, 0.0, 0.0]]).numpy(), fov_deg)
+        views = [(360.0 * k / frames, elevation) for k in range(frames)]
+        return orbit_cameras(views, centre, distance, fov_deg, size, size, self.cameras.up)
 
     # ----------------------------------------------------------------------------------------------
     def rescaled(self, factor: int) -> "SplatProjector":

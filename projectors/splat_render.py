@@ -258,7 +258,7 @@ def _footprints(means, quats, log_scales, opacities, viewmat, K, width, height):
 
 @torch.no_grad()
 def footprint_pairs(means, quats, log_scales, opacities, cameras: SplatCameras, supersample: int = 1,
-                    budget: int = 1 << 18) -> tuple[int, int]:
+                    budget: int = 1 << 16) -> tuple[int, int]:
     """(kept, built): upper bounds on the weights ``compositing_weights`` keeps over all views (the
     (gaussian, pixel) pairs the footprints cover, pooled to pixels with ``supersample``) and on the
     (gaussian, sub-pixel) candidates it evaluates for its largest view. Counted on an evenly spread
