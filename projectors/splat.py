@@ -139,8 +139,8 @@ class SplatProjector(Projector):
 
     # ----------------------------------------------------------------------------------------------
     def _normal_operator(self, z: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """F^T W F z ``[C, G]``."""
-        return self.adjoint(self.project(z, ids) * self._pixel_weights(ids, z.dtype), ids)
+        """F^T W F z ``[C, G]`` (one fused product per chunk of views, see CompositingWeights.normal)."""
+        return self.weights.normal(z, ids.tolist())
 
     def _jacobi(self, ids: torch.Tensor) -> torch.Tensor:
         """diag(F^T W F) ``[G]``: sum over pixels of W w_k^2."""

@@ -180,6 +180,25 @@ class CompositingWeights:
             out += mat @ block
         return out.T.to(w.dtype)
 
+    def normal(self, colors: torch.Tensor, views=None) -> torch.Tensor:
+        """F^T W F z: colours ``[C, G]`` -> ``[C, G]``, W the pixels' alpha (the splat fit's operator).
+
+        Applied chunk by chunk in the CSR layout (pixel rows ``[chunk pixels, C]``, weighted in place), so
+        a product holds one chunk's rendered pixels, never all views' images nor their ``[n, C, H, W]``
+        copies. A chunk only partly selected is rendered with its other views' rows weighted 0."""
+        work = working_dtype(colors.dtype)
+        rows = colors.to(work).T.contiguous()  # [G, C]
+        out = torch.zeros_like(rows)
+        for c, _, ids in self._groups(views):
+            pw = self.alpha[c.start : c.stop]
+            if ids != list(range(c.start, c.stop)):
+                pw = torch.zeros_like(pw).index_copy_(0, torch.tensor(ids, device=pw.device) - c.start,
+                                                      pw[torch.tensor(ids, device=pw.device) - c.start])
+            pixels = c.matrix(False, work) @ rows
+            pixels *= pw.reshape(-1, 1).to(work)
+            out += c.matrix(True, work) @ pixels
+        return out.T.to(colors.dtype)
+
 
 def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
     """CSR forward and transpose of consecutive views' (pixel, gaussian, weight) lists (pixel-sorted)."""
@@ -317,34 +336,35 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
         rank = torch.repeat_interleave(torch.arange(start, stop, device=dev), count[start:stop])
         first = torch.cumsum(count[start:stop], 0) - count[start:stop]
         local = (torch.arange(len(rank), device=dev) - torch.repeat_interleave(first, count[start:stop])).float()
-        mx, my, ca, cb, cc, op, bx, by, bwr = table[rank].unbind(1)
+        # index_select, not advanced indexing: several times faster on the CPU (the build's hot spot)
+        mx, my, ca, cb, cc, op, bx, by, bwr = table.index_select(0, rank).unbind(1)
         row = torch.floor(local / bwr)  # exact: integers below 2^24
         px, py = bx + (local - row * bwr), by + row
         dx, dy = px + 0.5 - mx, py + 0.5 - my
         power = -0.5 * (ca * dx * dx + cc * dy * dy) - cb * dx * dy
         alpha = torch.clamp(op * torch.exp(power), max=ALPHA_MAX)
-        ok = (power <= 0) & (alpha >= ALPHA_MIN)
-        pixels.append((py[ok] * width + px[ok]).long())
-        gaussians.append(rank[ok])
-        alphas.append(alpha[ok])
+        ok = torch.nonzero((power <= 0) & (alpha >= ALPHA_MIN)).squeeze(1)
+        pixels.append((py * width + px).index_select(0, ok).long())
+        gaussians.append(rank.index_select(0, ok))
+        alphas.append(alpha.index_select(0, ok))
         start = stop
     if not pixels:
         empty = torch.zeros(0, dtype=torch.long, device=dev)
         return empty, empty, torch.zeros(0, device=dev), torch.zeros(0, device=dev)
     pixel, rank, alpha = torch.cat(pixels), torch.cat(gaussians), torch.cat(alphas)
     order = torch.argsort(pixel * max(len(ids), 1) + rank)  # by pixel, then front to back
-    pixel, rank, alpha = pixel[order], rank[order], alpha[order].double()
+    pixel, rank, alpha = pixel.index_select(0, order), rank.index_select(0, order), alpha.index_select(0, order).double()
     # transmittance before each entry: exclusive cumulative sum of log(1 - alpha) within its pixel
     log_keep = torch.log1p(-alpha)
     csum = torch.cumsum(log_keep, 0)
     new_pixel = torch.ones_like(pixel, dtype=torch.bool)
     new_pixel[1:] = pixel[1:] != pixel[:-1]
     seg_start = torch.cummax(torch.where(new_pixel, torch.arange(len(pixel), device=dev), torch.zeros_like(pixel)), 0).values
-    log_t = csum - log_keep - (csum[seg_start] - log_keep[seg_start])
-    included = (log_t + log_keep) >= math.log(T_MIN)  # 3DGS early stop
-    weight = (alpha * torch.exp(log_t))[included].float()
-    gaussian = ids[rank[included]]
-    return pixel[included], gaussian, weight, depth[gaussian]
+    log_t = csum - log_keep - (csum - log_keep).index_select(0, seg_start)
+    included = torch.nonzero((log_t + log_keep) >= math.log(T_MIN)).squeeze(1)  # 3DGS early stop
+    weight = (alpha * torch.exp(log_t)).index_select(0, included).float()
+    gaussian = ids.index_select(0, rank.index_select(0, included))
+    return pixel.index_select(0, included), gaussian, weight, depth.index_select(0, gaussian)
 
 
 @torch.no_grad()
