@@ -28,6 +28,7 @@ from typing import Sequence
 
 import torch
 
+from .cancel import check_cancel
 from .fill import fill_from_sources, voronoi_sources
 from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
 
@@ -46,6 +47,19 @@ class SparseViewMap:
 
     def select(self, views: torch.Tensor) -> "SparseViewMap":
         return SparseViewMap(self.index[views], self.weight[views], self.pixel_weight[views])
+
+
+COVERAGE_TAPS = 1 << 22  # taps scattered between two cancellation checks in ``coverage``
+
+
+def _any_negative(values: torch.Tensor, step: int = 1 << 24) -> bool:
+    """``(values < 0).any()`` slice by slice, a cancellation check before each (a billion taps take seconds)."""
+    flat = values.reshape(-1)
+    for a in range(0, flat.numel(), step):
+        check_cancel()
+        if bool(flat[a : a + step].min() < 0):
+            return True
+    return False
 
 
 class Projector:
@@ -82,7 +96,7 @@ class Projector:
         n, p, _ = taps.index.shape
         if p != view_hw[0] * view_hw[1]:
             raise ValueError(f"taps cover {p} pixels per view but view_hw={view_hw} has {view_hw[0] * view_hw[1]}")
-        if (taps.weight < 0).any() or (taps.pixel_weight < 0).any():
+        if _any_negative(taps.weight) or _any_negative(taps.pixel_weight):
             raise ValueError("projector weights must be non-negative")
         self.n_views = n
         self.view_hw = (int(view_hw[0]), int(view_hw[1]))
@@ -226,9 +240,15 @@ class Projector:
     def coverage(self, views: ViewSelection = None) -> torch.Tensor:
         """Bool ``[*canonical_shape]``: canonical elements that some selected view pixel reads (with W > 0)."""
         ids = self._view_ids(views)
-        taps = self._select(self.taps, views, ids)
-        ones = (taps.pixel_weight > 0).to(taps.weight.dtype).unsqueeze(1)
-        return (self._scatter(ones, taps)[0] > 0).reshape(self.canonical_shape)
+        covered = torch.zeros(self.canonical_size, dtype=torch.bool, device=self.device)
+        _, p, t = self.taps.index.shape
+        step = max(1, COVERAGE_TAPS // (p * t))
+        for a in range(0, len(ids), step):  # slices of views (OR of their coverage), a cancellation check between
+            check_cancel()
+            taps = self.taps.select(ids[a : a + step]) if views is not None or step < len(ids) else self.taps
+            ones = (taps.pixel_weight > 0).to(taps.weight.dtype).unsqueeze(1)
+            covered |= self._scatter(ones, taps)[0] > 0
+        return covered.reshape(self.canonical_shape)
 
     def coverage_fraction(self, views: ViewSelection = None) -> float:
         return float(self.coverage(views).float().mean())

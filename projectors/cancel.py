@@ -10,9 +10,13 @@ callback; loops call it once per chunk (a camera, a slice of rays, a CG iteratio
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+POLL_SECONDS = 0.05
 
 _callback: ContextVar[Callable[[], None] | None] = ContextVar("sync_canvas_cancel", default=None)
 
@@ -32,3 +36,28 @@ def check_cancel() -> None:
     callback = _callback.get()
     if callback is not None:
         callback()
+
+
+def run_checked(fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)`` for a library call that cannot check itself (scipy's distance transform: one
+    call of seconds on a large canvas) but releases the GIL: run in a worker thread while this thread checks
+    for cancellation every ``POLL_SECONDS``. On cancel the exception is raised at once; the worker finishes
+    its call in the background and its result is dropped. Without a callback installed: a plain call."""
+    if _callback.get() is None:
+        return fn(*args, **kwargs)
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name="sync-canvas-checked-call", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        check_cancel()
+        worker.join(POLL_SECONDS)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from .base import Projector, divide_size
+from .cancel import check_cancel
 from .fill import fill_from_nearest_points
 from .grid import bilinear_corners, index_taps
 from .panorama360 import focal_pixels, view_directions
@@ -97,10 +98,13 @@ class CubeMapProjector(Projector):
         if any(not -90 <= p <= 90 for p in pitches):
             raise ValueError(f"pitches {pitches} must lie in [-90, 90] degrees")
         self.face_size, self.fov, self.yaws, self.pitches = int(face_size), float(fov), yaws, pitches
-        dirs = torch.stack([view_directions((vh, vw), fov, y, p) for y, p in zip(yaws, pitches)])  # [N, P, 3]
-        face, row, col = direction_to_face(dirs, self.face_size)
         f = self.face_size
-        index = face * f * f + row.floor().long().clamp(0, f - 1) * f + col.floor().long().clamp(0, f - 1)
+        index = torch.empty(len(yaws), vh * vw, dtype=torch.long)
+        for k, (yaw, pitch) in enumerate(zip(yaws, pitches)):  # a view at a time, a cancellation check between
+            check_cancel()
+            face, row, col = direction_to_face(view_directions((vh, vw), fov, yaw, pitch), f)
+            index[k] = face * f * f + row.floor().long().clamp(0, f - 1) * f + col.floor().long().clamp(0, f - 1)
+        check_cancel()
         super().__init__(index_taps(index).to(device), (vh, vw), (6, f, f))
 
     # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .cancel import check_cancel
+from .cancel import check_cancel, run_checked
 
 
 def voronoi_sources(covered: np.ndarray, wrap_columns: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -21,16 +21,17 @@ def voronoi_sources(covered: np.ndarray, wrap_columns: bool = False) -> tuple[np
     """
     from scipy.ndimage import distance_transform_edt
 
-    check_cancel()  # scipy's transform itself cannot be interrupted: check before it starts
+    check_cancel()
     uncovered = np.flatnonzero(~covered)
     if not wrap_columns:  # any number of dimensions
-        nearest = distance_transform_edt(~covered, return_distances=False, return_indices=True)
+        # scipy's transform cannot check for cancellation itself: run_checked polls while it runs
+        nearest = run_checked(distance_transform_edt, ~covered, return_distances=False, return_indices=True)
         coords = np.unravel_index(uncovered, covered.shape)
         return uncovered, np.ravel_multi_index(tuple(n[coords] for n in nearest), covered.shape).astype(np.int64)
     h, w = covered.shape
     pad = w // 2
     wide = np.concatenate([covered[:, w - pad :], covered, covered[:, :pad]], axis=1)
-    nearest = distance_transform_edt(~wide, return_distances=False, return_indices=True)  # [2, h, w + 2 pad]
+    nearest = run_checked(distance_transform_edt, ~wide, return_distances=False, return_indices=True)  # [2, h, w + 2 pad]
     del wide
     rows, cols = np.divmod(uncovered, w)
     src_rows = nearest[0][rows, cols + pad].astype(np.int64)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import Projector, divide_size
+from .base import Projector, SparseViewMap, divide_size
 from .cancel import check_cancel
-from .grid import index_taps
 
 
 def window_starts(length: int, window: int, stride: int, wrap: bool, axis: str) -> list[int]:
@@ -75,13 +74,20 @@ class WidePanoramaProjector(Projector):
         self.origins = [(y, x) for y in ys for x in xs]
         rows = torch.arange(wh, device=device)
         cols = torch.arange(ww, device=device)
-        index = []
+        # written window by window into preallocated taps, a cancellation check per window: no final
+        # stack or whole-map pass, whose copy of every tap could not be interrupted
+        n = len(self.origins)
+        index = torch.empty(n, wh * ww, 1, dtype=torch.long, device=device)
+        weight = torch.empty(n, wh * ww, 1, device=device)  # every window pixel is an exact crop: one tap, weight 1
+        pixel_weight = torch.empty(n, wh * ww, device=device)
         for k, (y0, x0) in enumerate(self.origins):
-            if k % 1024 == 0:
-                check_cancel()
+            check_cancel()
             c = (x0 + cols) % width  # only wraps when wrap=True (else x0 + ww <= width)
-            index.append(((y0 + rows)[:, None] * width + c[None, :]).reshape(-1))
-        super().__init__(index_taps(torch.stack(index)), (wh, ww), (height, width))
+            index[k, :, 0] = ((y0 + rows)[:, None] * width + c[None, :]).reshape(-1)
+            weight[k] = 1.0
+            pixel_weight[k] = 1.0
+        check_cancel()
+        super().__init__(SparseViewMap(index, weight, pixel_weight), (wh, ww), (height, width))
 
     def rescaled(self, factor: int) -> "WidePanoramaProjector":
         (h, w), (wh, ww), (sy, sx) = self.canvas_hw, self.window_hw, self.stride_hw

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .base import Projector, divide_size, greedy_disjoint_groups
+from .cancel import check_cancel
 from .fill import fill_from_sources, voronoi_sources
 from .grid import grid_taps, nearest_grid_taps
 
@@ -145,8 +146,11 @@ class EquirectProjector(Projector):
         self.group_note = ""
         self.n_to_one = interpolation == "bilinear"
 
-        dirs = torch.stack([view_directions((vh, vw), fov, y, p) for y, p in zip(yaws, pitches)])  # [N, P, 3]
-        y, x = directions_to_canvas(dirs, canvas_hw)
+        y = torch.empty(len(yaws), vh * vw, dtype=torch.float64)
+        x = torch.empty_like(y)
+        for k, (yaw, pitch) in enumerate(zip(yaws, pitches)):  # a view at a time, a cancellation check between
+            check_cancel()
+            y[k], x[k] = directions_to_canvas(view_directions((vh, vw), fov, yaw, pitch), canvas_hw)
         valid = torch.ones_like(y, dtype=torch.bool)
         if interpolation == "bilinear":
             bilinear, nearest = grid_taps(y, x, valid, canvas_hw, wrap_x=True)

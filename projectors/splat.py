@@ -18,6 +18,7 @@ import torch
 from ..assets.cameras import fit_distance
 from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
 from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups, working_dtype
+from .cancel import check_cancel
 from .fill import fill_from_nearest_points
 from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
 from .splat_render import CompositingWeights, composite, compositing_weights, render
@@ -296,6 +297,7 @@ def _dominant_taps(wts: CompositingWeights) -> SparseViewMap:
     n, p = wts.n_views, wts.height * wts.width
     index = torch.zeros(n, p, dtype=torch.long)
     for i in range(n):
+        check_cancel()
         pix, gid, wt = (t.cpu() for t in wts.view(i))
         best = torch.zeros(p).scatter_reduce_(0, pix.long(), wt, "amax", include_self=True)
         top = wt == best[pix.long()]

@@ -148,6 +148,7 @@ class CompositingWeights:
         p, ch = self.height * self.width, colors.shape[0]
         out = torch.empty(n, p, ch, dtype=work, device=colors.device)
         for c, pos, ids in self._groups(views):
+            check_cancel()  # a product per chunk of views: the fit's setup and CG steps stop between them
             mat = c.matrix(False, work)
             if ids == list(range(c.start, c.stop)):  # the whole chunk: one product
                 out[pos[0] : pos[0] + len(pos)] = (mat @ rows).reshape(len(pos), p, ch)
@@ -168,6 +169,7 @@ class CompositingWeights:
         rows = w.to(work).reshape(w.shape[0], ch, p).transpose(1, 2)  # [n, P, C]
         out = torch.zeros(self.n_gaussians, ch, dtype=work, device=w.device)
         for c, pos, ids in self._groups(views):
+            check_cancel()
             mat = c.matrix(True, work)
             if squared:
                 mat = _csr(mat.crow_indices(), mat.col_indices(), mat.values() ** 2, mat.shape)
@@ -190,6 +192,7 @@ class CompositingWeights:
         rows = colors.to(work).T.contiguous()  # [G, C]
         out = torch.zeros_like(rows)
         for c, _, ids in self._groups(views):
+            check_cancel()  # a CG iteration is one pass over the chunks: it stops between them
             pw = self.alpha[c.start : c.stop]
             if ids != list(range(c.start, c.stop)):
                 pw = torch.zeros_like(pw).index_copy_(0, torch.tensor(ids, device=pw.device) - c.start,
@@ -216,7 +219,9 @@ def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
         return ptr.to(index)
 
     forward = _csr(pointers(rows, n_rows), cols.to(index), vals, (n_rows, g))
+    check_cancel()
     order = torch.sort(cols, stable=True).indices  # rows stay ascending within each gaussian
+    check_cancel()
     transpose = _csr(pointers(cols, g), rows[order].to(index), vals[order], (g, n_rows))
     return ViewChunk(start, start + len(parts), forward, transpose)
 
@@ -351,8 +356,10 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     if not pixels:
         empty = torch.zeros(0, dtype=torch.long, device=dev)
         return empty, empty, torch.zeros(0, device=dev), torch.zeros(0, device=dev)
+    check_cancel()
     pixel, rank, alpha = torch.cat(pixels), torch.cat(gaussians), torch.cat(alphas)
     order = torch.argsort(pixel * max(len(ids), 1) + rank)  # by pixel, then front to back
+    check_cancel()
     pixel, rank, alpha = pixel.index_select(0, order), rank.index_select(0, order), alpha.index_select(0, order).double()
     # transmittance before each entry: exclusive cumulative sum of log(1 - alpha) within its pixel
     log_keep = torch.log1p(-alpha)
@@ -361,6 +368,7 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
     new_pixel[1:] = pixel[1:] != pixel[:-1]
     seg_start = torch.cummax(torch.where(new_pixel, torch.arange(len(pixel), device=dev), torch.zeros_like(pixel)), 0).values
     log_t = csum - log_keep - (csum - log_keep).index_select(0, seg_start)
+    check_cancel()
     included = torch.nonzero((log_t + log_keep) >= math.log(T_MIN)).squeeze(1)  # 3DGS early stop
     weight = (alpha * torch.exp(log_t)).index_select(0, included).float()
     gaussian = ids.index_select(0, rank.index_select(0, included))
@@ -374,7 +382,7 @@ def compositing_weights(
     log_scales: torch.Tensor,
     opacities: torch.Tensor,
     cameras: SplatCameras,
-    max_pairs: int = 1 << 22,
+    max_pairs: int = 1 << 20,
     chunk_entries: int | None = None,
     supersample: int = 1,
 ) -> CompositingWeights:
@@ -410,10 +418,12 @@ def compositing_weights(
         pix, gid, wt, z = _view_weights(means, quats, log_scales, opacities, cameras.viewmats[i].float().to(device),
                                         k, w * s, h * s, max_pairs)
         if s > 1:
+            check_cancel()
             pix, gid, wt, z = _pool_subpixels(pix, gid, wt, z, w, s, g)
         alpha[i].index_add_(0, pix, wt)
         depth[i].index_add_(0, pix, wt * z)
         if parts and pending + len(pix) > chunk_entries:
+            check_cancel()
             chunks.append(_build_chunk(start, parts, h * w, g))
             parts, start, pending = [], i, 0
         parts.append((pix, gid, wt))

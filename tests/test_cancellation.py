@@ -47,14 +47,61 @@ def test_conjugate_gradient_stops_at_the_iteration_the_callback_raises():
     assert len(calls) == 3
 
 
-def test_wide_panorama_build_checks_every_1024_windows():
+def test_wide_panorama_build_checks_every_window():
     callback, calls = cancel_on_call(10**9)
     with cancellation(callback):
-        projector = WidePanoramaProjector(64, 8192, 64, 2)  # 4065 windows
-    assert len(calls) == -(-projector.n_views // 1024)
+        projector = WidePanoramaProjector(64, 2048, 64, 2)  # 993 windows
+    assert len(calls) >= projector.n_views
     stop, stop_calls = cancel_on_call(2)
     with cancellation(stop), pytest.raises(Cancelled):
-        WidePanoramaProjector(64, 8192, 64, 2)
+        WidePanoramaProjector(64, 2048, 64, 2)
+    assert len(stop_calls) == 2
+
+
+@pytest.mark.parametrize("build", ["equirect", "cube map"])
+def test_sphere_projectors_check_per_view(build):
+    from sync_canvas.projectors import CubeMapProjector, EquirectProjector
+
+    make = {"equirect": lambda: EquirectProjector(32, None, 0.0, 72.0, None, "synctweedies", False, "nearest"),
+            "cube map": lambda: CubeMapProjector(16, 32)}[build]
+    callback, calls = cancel_on_call(10**9)
+    with cancellation(callback):
+        projector = make()
+    assert len(calls) >= projector.n_views
+    stop, stop_calls = cancel_on_call(3)
+    with cancellation(stop), pytest.raises(Cancelled):
+        make()
+
+
+def test_coverage_in_checked_slices_equals_one_piece(monkeypatch):
+    from sync_canvas.projectors import EquirectProjector, base
+
+    projector = EquirectProjector(32, None, 0.0, 72.0, None, "stochsync", True, "bilinear")
+    whole = projector.coverage()
+    monkeypatch.setattr(base, "COVERAGE_TAPS", 32 * 32 * 4 * 3)  # three views per slice
+    callback, calls = cancel_on_call(10**9)
+    with cancellation(callback):
+        sliced = projector.coverage()
+    assert torch.equal(whole, sliced) and len(calls) == -(-projector.n_views // 3)
+    assert torch.equal(projector.coverage([1, 4]), sliced.new_zeros(sliced.shape) | projector.coverage([1]) | projector.coverage([4]))
+
+
+def test_a_library_call_is_abandoned_as_soon_as_the_run_is_cancelled():
+    import threading
+    import time
+
+    from sync_canvas.projectors.cancel import run_checked
+
+    assert run_checked(lambda a, b=0: a + b, 2, b=3) == 5  # no callback: a plain call
+    release = threading.Event()
+    stop, _ = cancel_on_call(3)
+    start = time.perf_counter()
+    with cancellation(stop), pytest.raises(Cancelled):
+        run_checked(release.wait, 30.0)  # a call that would take 30 s
+    assert time.perf_counter() - start < 5.0
+    release.set()
+    with cancellation(lambda: None), pytest.raises(ZeroDivisionError):
+        run_checked(lambda: 1 / 0)  # the worker's error reaches the caller
 
 
 @pytest.mark.parametrize("backend", ["torch", "embree"])
