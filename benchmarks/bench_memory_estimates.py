@@ -42,7 +42,7 @@ elif case == "splat":  # the projector node's build, then the latent twin the sa
     from sync_canvas.assets.splat_procedural import procedural_splat_scene
     from sync_canvas.assets.splat_cameras import fit_orbit
     from sync_canvas.projectors.splat import SplatProjector
-    from sync_canvas.projectors.splat_render import build_estimate
+    from sync_canvas.projectors.splat_memory import build_estimate
     g, n, size = args
     scene = procedural_splat_scene(g, seed=1)
     cams = fit_orbit(scene.means, scene.opacities, n, 50.0, size, size)

@@ -18,7 +18,7 @@ from ..assets.splat_cameras import fit_orbit
 from ..assets.splat_ply import read_splat_ply, write_splat_ply
 from ..projectors import memory
 from ..projectors.splat import SplatProjector
-from ..projectors.splat_render import build_estimate
+from ..projectors.splat_memory import build_estimate
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_capability, tensor_to_image
 from .files import input_files, resolve_input_file, save_target
 from .guards import guard_nodes

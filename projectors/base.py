@@ -55,11 +55,7 @@ COVERAGE_TAPS = 1 << 22  # taps scattered between two cancellation checks in ``c
 def _any_negative(values: torch.Tensor, step: int = 1 << 24) -> bool:
     """``(values < 0).any()`` slice by slice, a cancellation check before each (a billion taps take seconds)."""
     flat = values.reshape(-1)
-    for a in range(0, flat.numel(), step):
-        check_cancel()
-        if bool(flat[a : a + step].min() < 0):
-            return True
-    return False
+    return any(check_cancel() or bool(flat[a : a + step].min() < 0) for a in range(0, flat.numel(), step))
 
 
 class Projector:

@@ -28,7 +28,6 @@ import torch
 from ..assets.splat_cameras import SplatCameras
 from .base import working_dtype
 from .cancel import check_cancel
-from .memory import MemoryEstimate, splat as splat_memory
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
@@ -268,7 +267,7 @@ def project_gaussians(means, quats, log_scales, viewmat, K, width, height, near:
     return mean2d, conic, radius, z, valid
 
 
-def _footprints(means, quats, log_scales, opacities, viewmat, K, width, height):
+def footprints(means, quats, log_scales, opacities, viewmat, K, width, height):
     """Each gaussian's square 3-sigma footprint in one view: (mean2d, conic, depth, x0, y0, x1, y1, keep),
     pixel bounds inclusive, ``keep [G]`` for gaussians in front of the camera with a non-empty footprint."""
     mean2d, conic, radius, depth, valid = project_gaussians(means, quats, log_scales, viewmat, K, width, height)
@@ -280,51 +279,10 @@ def _footprints(means, quats, log_scales, opacities, viewmat, K, width, height):
     return mean2d, conic, depth, x0, y0, x1, y1, keep
 
 
-@torch.no_grad()
-def footprint_pairs(means, quats, log_scales, opacities, cameras: SplatCameras, supersample: int = 1,
-                    budget: int = 1 << 16) -> tuple[int, int]:
-    """(kept, built): upper bounds on the weights ``compositing_weights`` keeps over all views (the
-    (gaussian, pixel) pairs the footprints cover, pooled to pixels with ``supersample``) and on the
-    (gaussian, sub-pixel) candidates it evaluates for its largest view. Counted on an evenly spread
-    sample of at most ``budget`` gaussian-views (a fixed random subset of the gaussians, every view up to
-    16 of them) and scaled up: a 1M-splat scene is estimated in a fraction of a second."""
-    g, n, s = means.shape[0], len(cameras), int(supersample)
-    views = torch.linspace(0, n - 1, min(n, 16)).round().long().unique()
-    sample = min(g, max(1, budget // len(views)))
-    ids = torch.randperm(g, generator=torch.Generator().manual_seed(0))[:sample] if sample < g else None
-    scene = [t.detach().float() if ids is None else t.detach().float()[ids.to(t.device)]
-             for t in (means, quats, log_scales, opacities)]
-    kept, built = [], []
-    for i in views.tolist():
-        k = cameras.Ks[i].float().clone()
-        k[:2] *= s
-        _, _, _, x0, y0, x1, y1, keep = _footprints(*scene, cameras.viewmats[i].float().to(scene[0].device),
-                                                    k.to(scene[0].device), cameras.width * s, cameras.height * s)
-        built.append(float(((x1 - x0 + 1) * (y1 - y0 + 1))[keep].sum()) * g / sample)
-        pooled = ((x1 // s - x0 // s + 1) * (y1 // s - y0 // s + 1))[keep]  # pixels the sub-pixel box touches
-        kept.append(float(pooled.sum()) * g / sample)
-    return int(sum(kept) * n / len(kept)), int(max(built))
-
-
-def build_estimate(means, quats, log_scales, opacities, cameras: SplatCameras, latent_factor: int | None = 8,
-                   latent_supersample: int = 4) -> MemoryEstimate:
-    """Memory of a ``SplatProjector`` build over ``cameras`` and, with ``latent_factor``, of the latent twin the
-    sampler builds from it later (``rescaled(latent_factor)``, SplatProjector's default ``latent_supersample``),
-    from a sample of the footprints: a fraction of a second however large the scene."""
-    geometry = (means, quats, log_scales, opacities)
-    size = (cameras.height, cameras.width)
-    pairs = footprint_pairs(*geometry, cameras)
-    if not latent_factor or cameras.width % latent_factor or cameras.height % latent_factor:
-        return splat_memory(len(cameras), size, means.shape[0], pairs)
-    small = cameras.rescaled(latent_factor)
-    twin = footprint_pairs(*geometry, small, supersample=min(latent_supersample, latent_factor))
-    return splat_memory(len(cameras), size, means.shape[0], pairs, twin, (small.height, small.width))
-
-
 def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height, max_pairs):
     """(pixel, gaussian, weight, depth-of-entry) for one view, sorted by pixel then depth."""
     dev = means.device
-    mean2d, conic, depth, x0, y0, x1, y1, keep = _footprints(means, quats, log_scales, opacities, viewmat, K, width, height)
+    mean2d, conic, depth, x0, y0, x1, y1, keep = footprints(means, quats, log_scales, opacities, viewmat, K, width, height)
     ids = torch.nonzero(keep).squeeze(1)
     ids = ids[torch.argsort(depth[ids], stable=True)]  # front to back; rank = position in ids
     bw = x1[ids] - x0[ids] + 1

@@ -45,7 +45,7 @@ import torch
 from sync_canvas.assets.splat_cameras import fit_orbit
 from sync_canvas.assets.splat_procedural import procedural_splat_scene
 from sync_canvas.projectors.splat import SplatProjector
-from sync_canvas.projectors.splat_render import build_estimate
+from sync_canvas.projectors.splat_memory import build_estimate
 def status(key):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
 out = []
