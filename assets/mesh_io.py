@@ -8,6 +8,7 @@ the problem. Export builds every file in memory first and writes nothing when an
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -223,11 +224,68 @@ def _write_all(files: dict[Path, bytes]) -> None:
 
 
 def export_glb(mesh: MeshData, texture, folder: str | os.PathLike, name: str) -> Path:
-    """Write ``folder/name.glb`` with the texture embedded, vertices back in the file's units."""
+    """Write ``folder/name.glb`` with the texture embedded (as a data: URI, see
+    :func:`images_as_data_uris`), vertices back in the file's units."""
     target = safe_output_path(folder, name, ".glb")
-    data = _textured_trimesh(mesh, texture_to_uint8(texture)).export(file_type="glb")
+    data = images_as_data_uris(_textured_trimesh(mesh, texture_to_uint8(texture)).export(file_type="glb"))
     _write_all({target: data})
     return target
+
+
+def _glb_chunks(glb: bytes) -> tuple[dict, bytes]:
+    """(glTF JSON, BIN chunk bytes) of a GLB."""
+    json_length = struct.unpack("<I", glb[12:16])[0]
+    gltf = json.loads(glb[20 : 20 + json_length])
+    rest = glb[20 + json_length :]
+    binary = rest[8 : 8 + struct.unpack("<I", rest[:4])[0]] if len(rest) >= 8 else b""
+    return gltf, binary
+
+
+def _pack_glb(gltf: dict, binary: bytes) -> bytes:
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text
+    if binary:
+        body += struct.pack("<II", len(binary), 0x004E4942) + binary
+    return struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body
+
+
+def images_as_data_uris(glb: bytes) -> bytes:
+    """The GLB with every embedded image moved from a buffer view into a ``data:`` URI (same pixels).
+
+    Why: three.js' GLTFLoader (ComfyUI's 3D viewers) reads a buffer-view image through a ``blob:`` URL
+    with ``fetch``, which ComfyUI's Content-Security-Policy (sent with ``--disable-api-nodes``:
+    ``connect-src 'self' data:``) blocks; the mesh is then drawn untextured (white). A ``data:`` URI is
+    allowed under that policy and without it, and every glTF 2.0 reader takes it."""
+    gltf, binary = _glb_chunks(glb)
+    views = gltf.get("bufferViews", [])
+    used_by_accessors = {a["bufferView"] for a in gltf.get("accessors", []) if "bufferView" in a}
+    moved = set()
+    for image in gltf.get("images", []):
+        if "bufferView" in image and image["bufferView"] not in used_by_accessors:
+            view = views[image.pop("bufferView")]
+            start = view.get("byteOffset", 0)
+            payload = base64.b64encode(binary[start : start + view["byteLength"]]).decode()
+            image["uri"] = f"data:{image.get('mimeType', 'image/png')};base64,{payload}"
+            moved.add(views.index(view))
+    if not moved:
+        return glb
+    new_index, kept, packed = {}, [], b""
+    for index, view in enumerate(views):
+        if index in moved:
+            continue
+        start = view.get("byteOffset", 0)
+        packed += b"\0" * (-len(packed) % 4)  # accessor data stays 4-byte aligned
+        new_index[index] = len(kept)
+        kept.append({**view, "byteOffset": len(packed)})
+        packed += binary[start : start + view["byteLength"]]
+    gltf["bufferViews"] = kept
+    for accessor in gltf.get("accessors", []):
+        if "bufferView" in accessor:
+            accessor["bufferView"] = new_index[accessor["bufferView"]]
+    gltf["buffers"] = [{"byteLength": len(packed)}] if packed else []
+    return _pack_glb(gltf, packed)
 
 
 def export_obj(mesh: MeshData, texture, folder: str | os.PathLike, name: str) -> list[Path]:

@@ -66,6 +66,12 @@ def save_target(filename_prefix: str, width: int = 0, height: int = 0) -> tuple[
     return folder, name, counter, subfolder
 
 
+def output_file_name(path: str | os.PathLike) -> str:
+    """``subfolder/name`` of a file in the output folder with '/' separators: what core Preview3D's
+    ``model_file`` takes (the editor loads it from the output folder)."""
+    return Path(path).resolve().relative_to(Path(folder_paths.get_output_directory()).resolve()).as_posix()
+
+
 def install_demo_inputs(source: Path = DEMO_INPUTS, input_dir: str | None = None) -> list[Path]:
     """Copies each demo input the shipped workflows load into ComfyUI's input folder if no file of that name is
     there; a user's file of the same name is never replaced. Returns the files copied."""

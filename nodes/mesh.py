@@ -24,7 +24,7 @@ from ..projectors import memory
 from ..projectors.mesh_texture import MeshTextureProjector, render_turntable
 from ..projectors.raster import BACKENDS
 from .common import CATEGORY, SyncProjector, latent_projector, projector_input, require_capability, tensor_to_image
-from .files import input_files, input_root, resolve_input_file, save_target
+from .files import input_files, input_root, output_file_name, resolve_input_file, save_target
 from .guards import guard_nodes
 from .memory_check import require_batch, require_memory
 
@@ -289,7 +289,8 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
                 io.String.Input("filename_prefix", default="SyncCanvas/mesh", tooltip="Inside the output folder; no '..' or absolute paths."),
                 io.Combo.Input("format", options=["glb", "obj", "glb+obj"], default="glb", tooltip="glb: one file, texture embedded; obj: OBJ + MTL + PNG; or both."),
             ],
-            outputs=[io.Mesh.Output("mesh", tooltip="ComfyUI's MESH of the saved mesh: with its UVs and texture where ComfyUI's MESH carries them (core SaveGLB / Preview3D show it textured), geometry only on older versions.")],
+            outputs=[io.Mesh.Output("mesh", tooltip="ComfyUI's MESH of the saved mesh: with its UVs and texture where ComfyUI's MESH carries them (core SaveGLB / Preview3D show it textured), geometry only on older versions."),
+                     io.String.Output("model_file", tooltip="The saved file (GLB, else OBJ) inside the output folder, for core Preview 3D's model_file: the textured mesh turns in the node.")],
             is_output_node=True,
         )
 
@@ -305,7 +306,8 @@ class SyncCanvasSaveTexturedMesh(io.ComfyNode):
         if "obj" in format:
             saved += export_obj(projector.mesh, tex, folder, stem)
         text = "saved " + ", ".join(os.path.join(subfolder, p.name) for p in saved)
-        return io.NodeOutput(to_comfy_mesh(projector.mesh, texture if torch.is_tensor(texture) else None), ui=ui.PreviewText(text))
+        core_mesh = to_comfy_mesh(projector.mesh, texture if torch.is_tensor(texture) else None)
+        return io.NodeOutput(core_mesh, output_file_name(saved[0]), ui=ui.PreviewText(text))
 
 
 NODES = [

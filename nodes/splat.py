@@ -20,7 +20,7 @@ from ..projectors import memory
 from ..projectors.splat import SplatProjector
 from ..projectors.splat_memory import build_estimate
 from .common import CATEGORY, SyncProjector, images_to_views, projector_input, require_capability, tensor_to_image
-from .files import input_files, resolve_input_file, save_target
+from .files import input_files, output_file_name, resolve_input_file, save_target
 from .guards import guard_nodes
 from .memory_check import require_batch, require_memory
 
@@ -171,7 +171,8 @@ class SyncCanvasSaveSplat(io.ComfyNode):
                 io.String.Input("filename_prefix", default="SyncCanvas/splat", tooltip="Inside the output folder; no '..' or absolute paths."),
                 io.Boolean.Input("keep_higher_sh", default=False, tooltip="Keep the file's view-dependent SH terms (off: zeroed, so the new colours show from every side)."),
             ],
-            outputs=[io.Image.Output("renders", tooltip="The views re-rendered with the saved colours.")],
+            outputs=[io.Image.Output("renders", tooltip="The views re-rendered with the saved colours."),
+                     io.String.Output("model_file", tooltip="The saved .ply inside the output folder, for core Preview 3D's model_file (ComfyUI versions whose viewer draws Gaussian splats, e.g. 0.33.0; older ones show its points).")],
             is_output_node=True,
         )
 
@@ -181,7 +182,7 @@ class SyncCanvasSaveSplat(io.ComfyNode):
         colors = _fitted_colors(projector, views)
         path = write_splat_ply(splat, Path(folder) / f"{name}_{counter:05}_.ply", colors=colors.cpu(), keep_higher_sh=keep_higher_sh)
         renders = projector.project(colors).clamp(0, 1)
-        return io.NodeOutput(tensor_to_image(renders), ui=ui.PreviewText(f"saved {os.path.join(subfolder, path.name)}"))
+        return io.NodeOutput(tensor_to_image(renders), output_file_name(path), ui=ui.PreviewText(f"saved {os.path.join(subfolder, path.name)}"))
 
 
 NODES = [

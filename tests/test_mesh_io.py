@@ -7,7 +7,7 @@ import pytest
 
 from sync_canvas.assets import procedural
 from sync_canvas.assets.mesh_data import MeshError
-from sync_canvas.assets.mesh_io import export_glb, export_obj, glb_summary, load_mesh, safe_output_path
+from sync_canvas.assets.mesh_io import export_glb, export_obj, glb_summary, images_as_data_uris, load_mesh, safe_output_path
 from sync_canvas.assets.mesh_uv import unwrap_uvs
 
 
@@ -29,6 +29,20 @@ def test_glb_roundtrip_keeps_vertices_uvs_and_texture(tmp_path, torus):
     np.testing.assert_allclose(back.vertices, torus.vertices, atol=1e-5)
     np.testing.assert_allclose(back.uvs, torus.uvs, atol=1e-5)
     assert np.abs(back.texture.astype(int) - np.round(_texture(32) * 255)).max() <= 1
+
+
+def test_glb_texture_is_a_data_uri_that_comfyuis_strict_csp_lets_the_viewer_read(tmp_path, torus):
+    """ComfyUI's CSP (--disable-api-nodes) blocks fetch(blob:), which is how three.js reads a buffer-view
+    image: the texture must be a data: URI, and the buffer hold only the geometry (no dead copy)."""
+    import json
+
+    data = export_glb(torus, _texture(32), tmp_path, "torus").read_bytes()
+    gltf = json.loads(data[20 : 20 + struct.unpack("<I", data[12:16])[0]])
+    assert [image["uri"][:22] for image in gltf["images"]] == ["data:image/png;base64,"]
+    assert all("bufferView" not in image for image in gltf["images"])
+    geometry = sum(view["byteLength"] for view in gltf["bufferViews"])
+    assert gltf["buffers"][0]["byteLength"] <= geometry + 4 * len(gltf["bufferViews"])
+    assert images_as_data_uris(data) == data  # nothing left to move
 
 
 def test_glb_export_undoes_normalisation(tmp_path):

@@ -109,6 +109,8 @@ def test_conditioning_turntable_and_save(folders):
     assert back.n_vertices == projector.mesh.n_vertices and back.texture.shape == (64, 64, 3)
     assert np.abs(back.texture / 255.0 - texture[0].numpy()).max() < 1 / 255 + 1e-6
     assert out.args[0].vertices.shape[1] == projector.mesh.n_vertices
+    assert out.args[1] == "meshes/torus_00001_.glb"  # core Preview3D's model_file: relative to the output folder
+    assert SyncCanvasSaveTexturedMesh.execute(projector, texture, "meshes/torus", "obj").args[1] == "meshes/torus_00002_.obj"
     with pytest.raises(ValueError, match="'..'"):
         SyncCanvasSaveTexturedMesh.execute(projector, texture, "../escape", "glb")
 

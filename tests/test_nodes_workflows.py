@@ -69,7 +69,7 @@ def test_files_do_not_depend_on_the_running_comfyui(build, definitions, monkeypa
     monkeypatch.setattr(save_image, "INPUT_TYPES", staticmethod(grown))
     assert build.build_files(build.load_definitions(os.environ["COMFYUI_PATH"])) == before
     # comfy_extras nodes load in a server (checked there by tests/integration), not in this process
-    extras = {"PreviewAny", "FluxGuidance", "ModelSamplingFlux", "SaveGLB"}
+    extras = {"PreviewAny", "FluxGuidance", "ModelSamplingFlux", "Preview3D"}
     assert set(build.core_definitions()) <= set(nodes.NODE_CLASS_MAPPINGS) | extras
 
 

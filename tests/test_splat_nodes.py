@@ -73,9 +73,10 @@ def test_depth_save_and_turntable(folders):
     # views rendered from known colours: saving fits those colours back
     colours = torch.rand(3, 500, generator=torch.Generator().manual_seed(0))
     views = projector.project(colours).movedim(1, -1)
-    renders = SyncCanvasSaveSplat.execute(projector, splat, views, "splats/recoloured", False).args[0]
+    renders, model_file = SyncCanvasSaveSplat.execute(projector, splat, views, "splats/recoloured", False).args
     saved = sorted((outputs / "splats").glob("*.ply"))
     assert len(saved) == 1 and ply.read_bytes() == before
+    assert model_file == f"splats/{saved[0].name}"  # core Preview3D's model_file: relative to the output folder
     scene = read_splat_ply(saved[0])
     seen = projector.visibility() > 1.0
     assert (scene.colors()[:, seen] - colours[:, seen]).abs().median() < 0.01

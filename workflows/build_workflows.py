@@ -44,6 +44,7 @@ from node_definitions import (  # noqa: E402  (widget order: the pack's schemas,
     core_definitions,
     input_specs,
     load_definitions,
+    pack_definitions,
     pin_core_definitions,
     widget_values,
 )
@@ -228,10 +229,12 @@ def to_ui(graph: list[Node], definitions: dict) -> dict:
         definition = definitions[node.type]
         inputs = []
         for slot_name, kind, _ in input_specs(definition):
-            if kind in WIDGET_TYPES:
+            value = node.inputs.get(slot_name)
+            if kind in WIDGET_TYPES and not isinstance(value, tuple):
                 continue
             entry = {"name": slot_name, "type": kind, "link": None}
-            value = node.inputs.get(slot_name)
+            if kind in WIDGET_TYPES:  # a widget fed by a link: the editor saves it as a socket naming its widget
+                entry["widget"] = {"name": slot_name}
             if isinstance(value, tuple):
                 link_id = len(links) + 1
                 source_type = definitions[next(n.type for n in graph if n.id == value[0])]["output"][value[1]]

@@ -77,6 +77,7 @@ def sdxl_mesh_texturing_depth() -> list[Node]:
                                                 "filename_prefix": "SyncCanvas/sdxl_mesh_texturing_depth", "format": "glb+obj"}),
         Node(12, "SaveImage", {"images": link(10, 1), "filename_prefix": "SyncCanvas/sdxl_mesh_texturing_depth_texture"}),
         Node(15, "SaveImage", {"images": link(10, 2), "filename_prefix": "SyncCanvas/sdxl_mesh_texturing_depth_views"}),
+        Node(17, "Preview3D", {"model_file": link(11, 1)}, "3D preview (core Preview 3D)"),
     ]
 
 

@@ -50,9 +50,9 @@ def _mesh_graph(prompt: str, rig: str, mode: str, steps: int, prefix: str) -> li
                                              "elevation": 15.0, "background": 1.0}),
         Node(14, "SaveImage", {"images": link(13), "filename_prefix": f"SyncCanvas/{prefix}_turntable"}),
         Node(15, "SaveImage", {"images": link(10, 2), "filename_prefix": f"SyncCanvas/{prefix}_views"}),
-        # ComfyUI's own 3D save + viewer: the mesh turns in the node after a run (textured where ComfyUI's MESH
-        # carries UVs and a texture, 0.33.0; geometry only on 0.3.64).
-        Node(17, "SaveGLB", {"mesh": link(11), "filename_prefix": f"SyncCanvas/{prefix}_core"}, "3D preview (core Save GLB)"),
+        # ComfyUI's own 3D viewer on the GLB just saved (texture as a data: URI, so it shows under ComfyUI's
+        # strict CSP too): the textured mesh turns in the node after a run, on 0.3.64 and 0.33.0.
+        Node(17, "Preview3D", {"model_file": link(11, 1)}, "3D preview (core Preview 3D)"),
     ]
 
 

@@ -109,6 +109,8 @@ def widget_values(node, definition: dict) -> list:
         if kind not in WIDGET_TYPES:
             continue
         value = node.inputs.get(name, options.get("default"))
+        if isinstance(value, tuple):  # fed by a link: the editor keeps the widget's own default
+            value = options.get("default")
         if kind == "COMBO" and value is None:
             choices = definition["input"].get("required", {}).get(name, [[None]])[0]
             value = choices[0] if isinstance(choices, list) else None

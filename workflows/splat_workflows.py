@@ -46,6 +46,9 @@ def splat_recolour() -> list[Node]:
         Node(20, "SyncCanvasSplatTurntable", {"projector": link(6), "splat": link(4), "views": link(10, 2), "frames": 24,
                                               "size": 512, "elevation": 15.0, "background": 1.0}),
         Node(21, "SaveImage", {"images": link(20), "filename_prefix": "SyncCanvas/splat_recolour_turntable"}),
+        # ComfyUI's own 3D viewer on the .ply just saved: drawn as Gaussian splats where the editor can (0.33.0),
+        # as its points on older editors (0.3.64).
+        Node(22, "Preview3D", {"model_file": link(18, 1)}, "3D preview (core Preview 3D)"),
     ]
 
 

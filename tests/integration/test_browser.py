@@ -262,15 +262,34 @@ def _fast_values(browser, entry) -> None:
     """, {node_id: node["inputs"] for node_id, node in api.items()})
 
 
-def test_a_textured_mesh_shows_in_comfyuis_own_3d_preview(browser, shots, comfy):
-    """Mesh texturing run from the editor; the core Save GLB node shows the saved mesh in its 3D viewer
-    (textured on ComfyUI versions whose MESH carries UVs and a texture, 0.33.0)."""
+def _colourful_fraction(picture) -> float:
+    """Share of pixels with a hue: max - min of R, G, B above 40 of 255 (white, greys and the viewer's
+    dark background have none)."""
+    pixels = np.asarray(picture.convert("RGB"), dtype=np.int16)
+    return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 40).mean())
+
+
+def test_a_textured_mesh_shows_textured_in_comfyuis_own_3d_preview(browser, shots, comfy):
+    """Mesh texturing run from the editor; core Preview 3D (node 17) shows the GLB the pack saved, WITH its
+    texture: the server runs with --disable-api-nodes, whose Content-Security-Policy blocks the blob: URL
+    three.js reads a buffer-view texture through (such a mesh is drawn white); the pack's GLB carries the
+    texture as a data: URI. Checked on the pixels in the middle of the viewer, where the mesh is."""
     _close_dialogs(browser)
     module = _module_name(browser)
     entry = next(e for e in shipped_workflows(REPO) if e["id"] == "mesh_texturing_depth")
     result = _load_template(browser, module, entry["title"])
     assert not result["problems"], result["problems"]
     _fast_values(browser, entry)
+    # The viewer in view while the run ends, as a user watching it: frontend 1.27 (0.3.64) mounts a node's 3D
+    # viewer, and with it the handler that loads the run's file, only once the node is on screen.
+    rect = browser.execute_script("""
+        const node = window.app.graph.getNodeById(17), ds = window.app.canvas.ds;
+        ds.scale = 1.0; ds.offset = [-node.pos[0] + 80, -node.pos[1] + 90];
+        window.app.canvas.setDirty(true, true);
+        const box = window.app.canvas.canvas.getBoundingClientRect();
+        return [box.left + 80, box.top + 90 - 30, node.size[0], node.size[1] + 30];
+    """)
+    time.sleep(2.0)
     before = set(comfy.get("/history") or {})  # parsed here: other tests' prompts may hold NaN (not JSON for a browser)
     browser.execute_script("window.app.queuePrompt(0, 1)")
     end, latest = time.time() + 600, None
@@ -281,30 +300,22 @@ def test_a_textured_mesh_shows_in_comfyuis_own_3d_preview(browser, shots, comfy)
         time.sleep(1.0)
     assert latest is not None, "the mesh workflow did not finish within 600 s"
     assert latest["status"]["status_str"] == "success", latest["status"]
-    glb = latest["outputs"].get("17", {})
-    assert glb, f"Save GLB (node 17) reported nothing: {sorted(latest['outputs'])}"
-    print("Save GLB output:", json.dumps(glb)[:500])
-    saved = [item for value in glb.values() if isinstance(value, list) for item in value
-             if isinstance(item, dict) and str(item.get("filename", "")).endswith(".glb")]
-    assert saved, glb
+    model_file = (latest["outputs"].get("17", {}).get("result") or [None])[0]
+    assert isinstance(model_file, str) and model_file.endswith(".glb"), latest["outputs"].get("17")
     import trimesh
 
-    path = comfy.output_dir / saved[0].get("subfolder", "") / saved[0]["filename"]
-    mesh = trimesh.load(path, force="mesh")
-    textured = "FILE_3D" in json.dumps(comfy.object_info()["SaveGLB"]["input"])  # ComfyUI with the core 3D types
-    if textured:
-        assert mesh.visual.kind == "texture" and mesh.visual.material.baseColorTexture is not None, \
-            f"{path.name}: the core MESH lost its texture"
-        pixels = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32)
-        print(f"core GLB texture {pixels.shape}: mean {pixels.mean(axis=(0, 1)).round(1)}, std {pixels.std():.1f}")
-    rect = browser.execute_script("""
-        const node = window.app.graph.getNodeById(17), ds = window.app.canvas.ds;
-        ds.scale = 1.0; ds.offset = [-node.pos[0] + 80, -node.pos[1] + 90];
-        window.app.canvas.setDirty(true, true);
-        const box = window.app.canvas.canvas.getBoundingClientRect();
-        return [box.left + 80, box.top + 90 - 30, node.size[0], node.size[1] + 30];
-    """)
-    time.sleep(6.0)  # the viewer loads the GLB and renders (software WebGL)
+    mesh = trimesh.load(comfy.output_dir / model_file, force="mesh")
+    texture = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32)
+    print(f"{model_file}: texture {texture.shape}, mean {texture.mean(axis=(0, 1)).round(1)}, std {texture.std():.1f}")
+    time.sleep(8.0)  # the viewer loads the GLB and renders (software WebGL)
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    hover = ActionBuilder(browser)  # frontend 1.27 (0.3.64) redraws its 3D viewer only under the mouse
+    for step in range(5):
+        hover.pointer_action.move_to_location(round(rect[0] + rect[2] / 2 + step), round(rect[1] + rect[3] * 0.6))
+        hover.pointer_action.pause(0.3)
+    hover.perform()
+    time.sleep(2.0)
     path = shots / "mesh_core_3d_preview.png"
     browser.save_screenshot(str(path))
     _check_not_blank(path)
@@ -315,4 +326,8 @@ def test_a_textured_mesh_shows_in_comfyuis_own_3d_preview(browser, shots, comfy)
         left, top, width, height = (round(v * scale) for v in rect)
         crop = picture.crop((left, top, left + width, top + height))
         crop.save(shots / "mesh_core_3d_preview_node.png")
+        middle = crop.crop((round(0.25 * width), round(0.45 * height), round(0.75 * width), round(0.75 * height)))
     _check_not_blank(shots / "mesh_core_3d_preview_node.png", min_std=5.0)
+    coloured = _colourful_fraction(middle)
+    print(f"core Preview 3D: {coloured:.1%} of the viewer's middle is coloured")
+    assert coloured > 0.05, f"the mesh in core Preview 3D is drawn without its texture (white/grey): {coloured:.1%} coloured pixels"
