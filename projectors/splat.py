@@ -21,7 +21,8 @@ from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_group
 from .cancel import check_cancel
 from .fill import fill_from_nearest_points
 from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
-from .splat_render import CompositingWeights, composite, compositing_weights, render
+from .splat_render import composite, compositing_weights, render
+from .splat_weights import CompositingWeights
 
 
 class SplatProjector(Projector):

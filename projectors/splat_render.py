@@ -17,212 +17,20 @@ CUDA tensors (``backend="gsplat"``; ``scripts/gpu_check.py`` compares the two on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import logging
 import math
-import warnings
 
 import torch
 
 from ..assets.splat_cameras import SplatCameras
-from .base import working_dtype
 from .cancel import check_cancel
+from .splat_weights import CompositingWeights, _build_chunk, spatial_order
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.99
 T_MIN = 1e-4
 EWA_BLUR = 0.3
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ViewChunk:
-    """The compositing weights of views ``start:stop`` as two CSR matrices (int32 indices where they fit).
-
-    forward ``[(stop-start)*P, G]`` (row ``(view - start) * P + pixel``) renders: ``F z``; transpose
-    ``[G, (stop-start)*P]`` spreads back: ``F^T w``. Both are built once; every product is one
-    ``torch.sparse.mm`` on the device the matrices live on (no per-call index copies).
-    """
-
-    start: int
-    stop: int
-    forward: torch.Tensor
-    transpose: torch.Tensor
-    _cast: dict = field(default_factory=dict, repr=False, compare=False)
-
-    def matrix(self, transpose: bool, dtype: torch.dtype) -> torch.Tensor:
-        """forward / transpose with values in ``dtype`` (float64 copies of the values cached on first use)."""
-        base = self.transpose if transpose else self.forward
-        if base.values().dtype == dtype:
-            return base
-        key = (transpose, dtype)
-        if key not in self._cast:
-            self._cast[key] = _csr(base.crow_indices(), base.col_indices(), base.values().to(dtype), base.shape)
-        return self._cast[key]
-
-    def to(self, device) -> "ViewChunk":
-        return ViewChunk(self.start, self.stop, self.forward.to(device), self.transpose.to(device))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in (self.forward, self.transpose)
-                   for t in (m.crow_indices(), m.col_indices(), m.values()))
-
-
-def _csr(crow, col, values, shape) -> torch.Tensor:
-    with warnings.catch_warnings():  # "CSR support is in beta": the products used here are long stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, tuple(shape), device=values.device, check_invariants=False)
-
-
-@dataclass
-class CompositingWeights:
-    """Sparse compositing weights of N views, stored as CSR matrices over chunks of consecutive views.
-
-    chunks: ``ViewChunk`` s covering views 0..N-1 in order (a chunk holds a bounded number of entries, so
-    building and applying never holds more than a chunk's temporaries); per pixel: alpha ``[N, H*W]``
-    (accumulated opacity) and depth ``[N, H*W]`` (expected camera z of the surface, sum w z / alpha;
-    0 where alpha is 0). Entries are alpha_k T_k in (0, 1).
-    """
-
-    chunks: list
-    alpha: torch.Tensor
-    depth: torch.Tensor
-    height: int
-    width: int
-    n_gaussians: int
-
-    @property
-    def n_views(self) -> int:
-        return int(self.alpha.shape[0])
-
-    @property
-    def n_entries(self) -> int:
-        return sum(int(c.forward.values().numel()) for c in self.chunks)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held: both CSR matrices of every chunk, alpha and depth."""
-        return sum(c.nbytes for c in self.chunks) + sum(t.numel() * t.element_size() for t in (self.alpha, self.depth))
-
-    @property
-    def device(self) -> torch.device:
-        return self.alpha.device
-
-    def _chunk_of(self, i: int) -> ViewChunk:
-        for c in self.chunks:
-            if c.start <= i < c.stop:
-                return c
-        raise IndexError(f"view {i} out of range for {self.n_views} views")
-
-    def view(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pixel, gaussian, weight) of view i as int64 / float, sorted by pixel then front to back."""
-        c = self._chunk_of(i)
-        p = self.height * self.width
-        crow = c.forward.crow_indices()[(i - c.start) * p : (i - c.start + 1) * p + 1].long()
-        s, e = int(crow[0]), int(crow[-1])
-        pixel = torch.repeat_interleave(torch.arange(p, device=crow.device), crow.diff())
-        return pixel, c.forward.col_indices()[s:e].long(), c.forward.values()[s:e]
-
-    def to(self, device) -> "CompositingWeights":
-        return CompositingWeights([c.to(device) for c in self.chunks], self.alpha.to(device), self.depth.to(device),
-                                  self.height, self.width, self.n_gaussians)
-
-    def _groups(self, views) -> list[tuple[ViewChunk, list[int], list[int]]]:
-        """(chunk, positions in ``views``, views) for each chunk the selection touches."""
-        ids = range(self.n_views) if views is None else [int(v) for v in views]
-        out = []
-        for c in self.chunks:
-            pos = [k for k, v in enumerate(ids) if c.start <= v < c.stop]
-            if pos:
-                out.append((c, pos, [ids[k] for k in pos]))
-        return out
-
-    def render(self, colors: torch.Tensor, views=None) -> torch.Tensor:
-        """F z: colours ``[C, G]`` -> ``[n, C, H, W]`` (background 0); float32 unless colours are float64."""
-        n = self.n_views if views is None else len(views)
-        work = working_dtype(colors.dtype)
-        rows = colors.to(work).T.contiguous()  # [G, C]
-        p, ch = self.height * self.width, colors.shape[0]
-        out = torch.empty(n, p, ch, dtype=work, device=colors.device)
-        for c, pos, ids in self._groups(views):
-            check_cancel()  # a product per chunk of views: the fit's setup and CG steps stop between them
-            mat = c.matrix(False, work)
-            if ids == list(range(c.start, c.stop)):  # the whole chunk: one product
-                out[pos[0] : pos[0] + len(pos)] = (mat @ rows).reshape(len(pos), p, ch)
-                continue
-            crow, col, val = mat.crow_indices(), mat.col_indices(), mat.values()
-            for k, v in zip(pos, ids):  # a row slice of the chunk: no copy but the row pointers
-                r0 = (v - c.start) * p
-                s, e = int(crow[r0]), int(crow[r0 + p])
-                out[k] = _csr(crow[r0 : r0 + p + 1] - s, col[s:e], val[s:e], (p, self.n_gaussians)) @ rows
-        return out.permute(0, 2, 1).reshape(n, ch, self.height, self.width).to(colors.dtype)
-
-    def spread(self, w: torch.Tensor, views=None, squared: bool = False) -> torch.Tensor:
-        """F^T w: views ``[n, C, H, W]`` -> ``[C, G]``; ``squared`` uses the squared weights (diag(F^T W F)).
-
-        A chunk only partly selected is multiplied with zero rows for its other views."""
-        work = working_dtype(w.dtype)
-        p, ch = self.height * self.width, w.shape[1]
-        rows = w.to(work).reshape(w.shape[0], ch, p).transpose(1, 2)  # [n, P, C]
-        out = torch.zeros(self.n_gaussians, ch, dtype=work, device=w.device)
-        for c, pos, ids in self._groups(views):
-            check_cancel()
-            mat = c.matrix(True, work)
-            if squared:
-                mat = _csr(mat.crow_indices(), mat.col_indices(), mat.values() ** 2, mat.shape)
-            if ids == list(range(c.start, c.stop)):
-                block = rows[pos[0] : pos[0] + len(pos)].reshape(-1, ch)
-            else:
-                block = torch.zeros(c.stop - c.start, p, ch, dtype=work, device=w.device)
-                block.index_add_(0, torch.tensor(ids, device=w.device) - c.start, rows[pos])
-                block = block.reshape(-1, ch)
-            out += mat @ block
-        return out.T.to(w.dtype)
-
-    def normal(self, colors: torch.Tensor, views=None) -> torch.Tensor:
-        """F^T W F z: colours ``[C, G]`` -> ``[C, G]``, W the pixels' alpha (the splat fit's operator).
-
-        Applied chunk by chunk in the CSR layout (pixel rows ``[chunk pixels, C]``, weighted in place), so
-        a product holds one chunk's rendered pixels, never all views' images nor their ``[n, C, H, W]``
-        copies. A chunk only partly selected is rendered with its other views' rows weighted 0."""
-        work = working_dtype(colors.dtype)
-        rows = colors.to(work).T.contiguous()  # [G, C]
-        out = torch.zeros_like(rows)
-        for c, _, ids in self._groups(views):
-            check_cancel()  # a CG iteration is one pass over the chunks: it stops between them
-            pw = self.alpha[c.start : c.stop]
-            if ids != list(range(c.start, c.stop)):
-                pw = torch.zeros_like(pw).index_copy_(0, torch.tensor(ids, device=pw.device) - c.start,
-                                                      pw[torch.tensor(ids, device=pw.device) - c.start])
-            pixels = c.matrix(False, work) @ rows
-            pixels *= pw.reshape(-1, 1).to(work)
-            out += c.matrix(True, work) @ pixels
-        return out.T.to(colors.dtype)
-
-
-def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
-    """CSR forward and transpose of consecutive views' (pixel, gaussian, weight) lists (pixel-sorted)."""
-    device = parts[0][0].device
-    rows = torch.cat([pix + k * p for k, (pix, _, _) in enumerate(parts)])
-    cols = torch.cat([gid for _, gid, _ in parts])
-    vals = torch.cat([wt for _, _, wt in parts])
-    n_rows = len(parts) * p
-    small = max(n_rows, g, len(vals) + 1) < 2**31
-    index = torch.int32 if small else torch.int64
-
-    def pointers(keys, size):
-        ptr = torch.zeros(size + 1, dtype=torch.int64, device=device)
-        ptr[1:] = torch.cumsum(torch.bincount(keys, minlength=size), 0)
-        return ptr.to(index)
-
-    forward = _csr(pointers(rows, n_rows), cols.to(index), vals, (n_rows, g))
-    check_cancel()
-    order = torch.sort(cols, stable=True).indices  # rows stay ascending within each gaussian
-    check_cancel()
-    transpose = _csr(pointers(cols, g), rows[order].to(index), vals[order], (g, n_rows))
-    return ViewChunk(start, start + len(parts), forward, transpose)
 
 
 def quaternion_to_rotation(quats: torch.Tensor) -> torch.Tensor:
@@ -369,6 +177,8 @@ def compositing_weights(
     h, w, s = cameras.height, cameras.width, int(supersample)
     alpha = torch.zeros(len(cameras), h * w, device=device)
     depth = torch.zeros(len(cameras), h * w, device=device)
+    order = spatial_order(means)  # the matrices' column j is gaussian order[j]
+    column = torch.empty_like(order).index_copy_(0, order, torch.arange(g, device=device))
     chunks, parts, start, pending = [], [], 0, 0
     for i in range(len(cameras)):
         k = cameras.Ks[i].float().to(device).clone()
@@ -384,12 +194,12 @@ def compositing_weights(
             check_cancel()
             chunks.append(_build_chunk(start, parts, h * w, g))
             parts, start, pending = [], i, 0
-        parts.append((pix, gid, wt))
+        parts.append((pix, column[gid], wt))
         pending += len(pix)
     if parts or not chunks:
         chunks.append(_build_chunk(start, parts or [_empty_view(device)], h * w, g))
     depth = torch.where(alpha > 0, depth / alpha.clamp_min(1e-12), torch.zeros_like(depth))
-    return CompositingWeights(chunks, alpha, depth, h, w, g)
+    return CompositingWeights(chunks, alpha, depth, h, w, g, order)
 
 
 def _pool_subpixels(pix, gid, wt, z, width, s, g):
