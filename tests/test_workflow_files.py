@@ -261,6 +261,19 @@ def test_reports_and_pictures_reach_a_display_node(entry):
     assert not lost, lost
 
 
+@_no_shipped
+@pytest.mark.parametrize("entry", SHIPPED, ids=_ids)
+def test_every_equirectangular_result_can_be_looked_around_in(entry):
+    """An image saved tagged equirectangular is a 360 result: the same image also feeds the 360 viewer."""
+    ui = json.loads(entry["ui"].read_text())
+    source = {link[0]: (link[1], link[2]) for link in ui["links"]}
+    def sources(node_type, **widgets):
+        return {source[i["link"]] for n in ui["nodes"] if n["type"] == node_type
+                and all(v in n["widgets_values"] for v in widgets.values()) for i in n["inputs"] if i["name"] == "images"}
+    equirect = sources("SyncCanvasSaveImage", projection="equirectangular")
+    assert equirect <= sources("SyncCanvasView360"), f"no 360 viewer on {equirect - sources('SyncCanvasView360')}"
+
+
 def test_overlap_check_catches_what_the_editor_would_draw_on_top():
     ui = small_ui_workflow()
     for i, node in enumerate(ui["nodes"]):

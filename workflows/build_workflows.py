@@ -93,6 +93,11 @@ def mode_label(mode: str) -> str:
     return _names().mode_label(mode)
 
 
+def viewer_360(node_id: int, images) -> Node:
+    """The pack's 360 viewer on an equirectangular result: looked around in inside the editor after a run."""
+    return Node(node_id, "SyncCanvasView360", {"images": images, "fov": 90.0, "yaw": 0.0}, "Look around (360 viewer)")
+
+
 def _sampler(node_id: int, positive, negative, projector, steps: int, cfg: float, mode: str, vae=True, **extra) -> Node:
     inputs = {"model": link(1), "positive": positive, "negative": negative, "projector": projector, "seed": 0,
               "steps": steps, "cfg": cfg, "mode": mode_label(mode), "scheduler": "ddim_uniform", "eta": 0.0, "denoise": 1.0,
@@ -122,7 +127,7 @@ def panorama360_stochsync() -> list[Node]:
         _sampler(5, link(2), link(3), link(4), steps=25, cfg=7.5, mode="stochsync", eta=1.0, model=link(8)),
         Node(6, "SyncCanvasSaveImage", {"images": link(5, 1), "filename_prefix": "SyncCanvas/panorama360_stochsync", "projection": "equirectangular"}),
         Node(7, "SaveImage", {"images": link(5, 2), "filename_prefix": "SyncCanvas/panorama360_stochsync_views"}),
-        Node(9, "SyncCanvasView360", {"images": link(5, 1), "fov": 90.0, "yaw": 0.0}, "Look around (360 viewer)"),
+        viewer_360(9, link(5, 1)),
     ]
 
 
@@ -142,7 +147,7 @@ def panorama360_depth() -> list[Node]:
         _sampler(9, link(8, 0), link(8, 1), link(4), steps=30, cfg=25.0, mode="case_2", model=link(12)),
         Node(10, "SyncCanvasSaveImage", {"images": link(9, 1), "filename_prefix": "SyncCanvas/panorama360_depth", "projection": "equirectangular"}),
         Node(11, "SaveImage", {"images": link(9, 2), "filename_prefix": "SyncCanvas/panorama360_depth_views"}),
-        Node(13, "SyncCanvasView360", {"images": link(9, 1), "fov": 90.0, "yaw": 0.0}, "Look around (360 viewer)"),
+        viewer_360(13, link(9, 1)),
     ]
 
 

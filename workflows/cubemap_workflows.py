@@ -6,7 +6,7 @@
 StochSync, depth-free (StochSync B's 360 settings on a cube map: fov 72, 25 outer steps with 50 inner
 steps at the first (Appendix B), t 900 -> 270, CFG 7.5, eta 1): 16 views from the cube's centre, 8 on the
 horizon and 4 tilted up and down 60 degrees. Out: the six faces (cube-map order +X, -X, +Y, -Y, +Z, -Z) and
-the same sky as an equirectangular image tagged for 360 viewers.
+the same sky as an equirectangular image tagged for 360 viewers, and looked around in in the editor.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def cubemap_skybox() -> list[Node]:
         Node(7, "SaveImage", {"images": link(6, 0), "filename_prefix": "SyncCanvas/skybox_face"}, "Six faces (+X, -X, +Y, -Y, +Z, -Z)"),
         Node(8, "SyncCanvasSaveImage", {"images": link(6, 1), "filename_prefix": "SyncCanvas/skybox_equirect",
                                         "projection": "equirectangular"}),
+        bw.viewer_360(9, link(6, 1)),
     ]
 
 

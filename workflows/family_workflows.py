@@ -90,6 +90,7 @@ def _panorama360_stochsync(loaders: list[Node], model, vae, prefix: str, cfg: fl
                     scheduler=scheduler),
         Node(6, "SyncCanvasSaveImage", {"images": link(5, 1), "filename_prefix": f"SyncCanvas/{prefix}", "projection": "equirectangular"}),
         Node(7, "SaveImage", {"images": link(5, 2), "filename_prefix": f"SyncCanvas/{prefix}_views"}),
+        bw.viewer_360(9, link(5, 1)),
     ]
 
 
