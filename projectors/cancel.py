@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator, TypeVar
 
+import torch
+
 T = TypeVar("T")
 POLL_SECONDS = 0.05
 
@@ -61,3 +63,19 @@ def run_checked(fn: Callable[..., T], *args, **kwargs) -> T:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def write_piece(whole, piece, fields, dim: int, start: int, total: int, make):
+    """Copy a piece of a result built slice by slice (``piece``: an object with tensor ``fields``) into the
+    whole, at ``start`` along ``dim``; on the first piece (``whole`` None) allocate the whole, each field
+    ``total`` long along ``dim``, with ``make(*tensors)``. Builders check for cancellation between pieces
+    and never concatenate at the end (a copy of everything that cannot be interrupted). Returns the whole."""
+    if whole is None:
+        def empty(t):
+            return torch.empty((*t.shape[:dim], total, *t.shape[dim + 1 :]), dtype=t.dtype, device=t.device)
+
+        whole = make(*(empty(getattr(piece, f)) for f in fields))
+    for f in fields:
+        src = getattr(piece, f)
+        getattr(whole, f).narrow(dim, start, src.shape[dim]).copy_(src)
+    return whole

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .base import SparseViewMap
-from .cancel import check_cancel
+from .cancel import check_cancel, write_piece
 
 
 TAPS_CHUNK = 1 << 18  # positions per slice: bounds temporaries and the time between cancellation checks
@@ -32,12 +32,8 @@ def sliced_taps(build, n: int, p: int, inputs, *args):
         part = build(y, x, valid, *args, pixel_weight=pw)
         single = not isinstance(part, tuple)
         parts = (part,) if single else part
-        if out is None:
-            out = [SparseViewMap(*(torch.empty((n, p, *getattr(m, f).shape[2:]), dtype=getattr(m, f).dtype,
-                                               device=getattr(m, f).device) for f in TAP_FIELDS)) for m in parts]
-        for whole, piece in zip(out, parts):
-            for f in TAP_FIELDS:
-                getattr(whole, f)[:, a:b] = getattr(piece, f)
+        wholes = out or [None] * len(parts)
+        out = [write_piece(whole, piece, TAP_FIELDS, 1, a, p, SparseViewMap) for whole, piece in zip(wholes, parts)]
     return out[0] if single else tuple(out)
 
 

@@ -28,6 +28,7 @@ from .base import working_dtype
 from .cancel import check_cancel
 from .grid import bilinear_corners
 from .raster import RasterResult
+from .sparse import csr_from_entries
 
 
 @dataclass
@@ -164,8 +165,6 @@ def unprojection_matrix(index: torch.Tensor, weight: torch.Tensor, pixel_weight:
     """Build ``UnprojectionMatrix`` from the selected views' scatter taps (``index``/``weight``
     ``[n, P, T]``, ``pixel_weight`` ``[n, P]``, the base projector's) and their pull taps (pixel indices
     already into the batch, ``PullTaps.select``)."""
-    import warnings
-
     n, p, t = index.shape
     rows = [index.reshape(-1)]
     cols = [torch.arange(n * p, device=index.device).repeat_interleave(t)]
@@ -178,16 +177,7 @@ def unprojection_matrix(index: torch.Tensor, weight: torch.Tensor, pixel_weight:
     keep = vals > 0
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
     touched, local = torch.unique(rows, return_inverse=True)
-    order = torch.argsort(local * (n * p) + cols)  # row-major; duplicates summed by the product
-    local, cols, vals = local[order], cols[order], vals[order]
     u = len(touched)
-    small = max(u, n * p, len(vals) + 1) < 2**31
-    index_dtype = torch.int32 if small else torch.int64
-    crow = torch.zeros(u + 1, dtype=torch.int64, device=index.device)
-    crow[1:] = torch.cumsum(torch.bincount(local, minlength=u), 0)
-    with warnings.catch_warnings():  # "CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        matrix = torch.sparse_csr_tensor(crow.to(index_dtype), cols.to(index_dtype), vals, (u, n * p),
-                                         device=index.device, check_invariants=False)
+    matrix = csr_from_entries(local, cols, vals, (u, n * p))  # duplicates summed by the product
     den = torch.zeros(u, device=index.device).index_add_(0, local, vals)
     return UnprojectionMatrix(touched, matrix, den)

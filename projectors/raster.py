@@ -26,7 +26,7 @@ import torch
 
 from ..assets.cameras import Camera, CameraRig
 from ..assets.mesh_data import MeshData
-from .cancel import check_cancel
+from .cancel import check_cancel, write_piece
 
 BACKENDS = ("auto", "embree", "torch", "nvdiffrast")
 RASTER_FIELDS = ("face_id", "bary", "uv", "depth", "normal", "view_cos")
@@ -143,11 +143,7 @@ def rasterize(
     for i in range(len(cams)):
         check_cancel()
         part = derive_attributes(mesh, cams[i : i + 1], face_id[i : i + 1].to(device), bary[i : i + 1].to(device), h, w, name)
-        if out is None:
-            out = RasterResult(*(torch.empty((len(cams), *getattr(part, f).shape[1:]), dtype=getattr(part, f).dtype,
-                                             device=device) for f in RASTER_FIELDS), backend=name)
-        for f in RASTER_FIELDS:
-            getattr(out, f)[i] = getattr(part, f)[0]
+        out = write_piece(out, part, RASTER_FIELDS, 0, i, len(cams), lambda *t: RasterResult(*t, backend=name))
     return out
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import warnings
-
 import torch
 
 from .base import working_dtype
 from .cancel import check_cancel
+from .sparse import csr, csr_from_entries
 
 
 @dataclass
@@ -41,7 +40,7 @@ class ViewChunk:
             return base
         key = (transpose, dtype)
         if key not in self._cast:
-            self._cast[key] = _csr(base.crow_indices(), base.col_indices(), base.values().to(dtype), base.shape)
+            self._cast[key] = csr(base.crow_indices(), base.col_indices(), base.values().to(dtype), base.shape)
         return self._cast[key]
 
     def to(self, device) -> "ViewChunk":
@@ -51,12 +50,6 @@ class ViewChunk:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for m in (self.forward, self.transpose)
                    for t in (m.crow_indices(), m.col_indices(), m.values()))
-
-
-def _csr(crow, col, values, shape) -> torch.Tensor:
-    with warnings.catch_warnings():  # "CSR support is in beta": the products used here are long stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, tuple(shape), device=values.device, check_invariants=False)
 
 
 @dataclass
@@ -154,7 +147,7 @@ class CompositingWeights:
             for k, v in zip(pos, ids):  # a row slice of the chunk: no copy but the row pointers
                 r0 = (v - c.start) * p
                 s, e = int(crow[r0]), int(crow[r0 + p])
-                out[k] = _csr(crow[r0 : r0 + p + 1] - s, col[s:e], val[s:e], (p, self.n_gaussians)) @ rows
+                out[k] = csr(crow[r0 : r0 + p + 1] - s, col[s:e], val[s:e], (p, self.n_gaussians)) @ rows
         return out.permute(0, 2, 1).reshape(n, ch, self.height, self.width).to(colors.dtype)
 
     def spread(self, w: torch.Tensor, views=None, squared: bool = False) -> torch.Tensor:
@@ -169,7 +162,7 @@ class CompositingWeights:
             check_cancel()
             mat = c.matrix(True, work)
             if squared:
-                mat = _csr(mat.crow_indices(), mat.col_indices(), mat.values() ** 2, mat.shape)
+                mat = csr(mat.crow_indices(), mat.col_indices(), mat.values() ** 2, mat.shape)
             if ids == list(range(c.start, c.stop)):
                 block = rows[pos[0] : pos[0] + len(pos)].reshape(-1, ch)
             else:
@@ -202,24 +195,15 @@ class CompositingWeights:
 
 def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
     """CSR forward and transpose of consecutive views' (pixel, gaussian, weight) lists (pixel-sorted)."""
-    device = parts[0][0].device
     rows = torch.cat([pix + k * p for k, (pix, _, _) in enumerate(parts)])
     cols = torch.cat([gid for _, gid, _ in parts])
     vals = torch.cat([wt for _, _, wt in parts])
     n_rows = len(parts) * p
-    small = max(n_rows, g, len(vals) + 1) < 2**31
-    index = torch.int32 if small else torch.int64
-
-    def pointers(keys, size):
-        ptr = torch.zeros(size + 1, dtype=torch.int64, device=device)
-        ptr[1:] = torch.cumsum(torch.bincount(keys, minlength=size), 0)
-        return ptr.to(index)
-
-    forward = _csr(pointers(rows, n_rows), cols.to(index), vals, (n_rows, g))
+    forward = csr_from_entries(rows, cols, vals, (n_rows, g), rows_sorted=True)
     check_cancel()
-    order = torch.sort(cols, stable=True).indices  # rows stay ascending within each gaussian
+    # the stable sort by gaussian keeps each gaussian's pixel rows ascending
+    transpose = csr_from_entries(cols, rows, vals, (g, n_rows))
     check_cancel()
-    transpose = _csr(pointers(cols, g), rows[order].to(index), vals[order], (g, n_rows))
     return ViewChunk(start, start + len(parts), forward, transpose)
 
 
