@@ -6,7 +6,9 @@ One run prints, side by side:
   (a step warm-started from the previous step's fit, views drifting as in sampling; CG iterations it
   needed) at latent and RGB resolution, against the same step on the old paths
   (benchmarks/reference_paths.py: per-view index_add_, fixed 30 CG iterations) and against the model
-  step for the same views (SD1.5-layout UNet, random weights, timed on one view and scaled);
+  step for the same views (SD1.5-layout UNet, random weights, timed on one view and scaled); "run": the
+  mean fuse over five steps whose x0 views settle (the steady state of sampling, where each warm start is
+  closer), with each step's CG iterations;
 * ``--section mesh`` / ``pano``: the per-step sync of the mesh (10 views, 1536^2 latent texture) and of
   the 360 panorama (2048x4096 latent canvas) before / after (see those sections' docstrings).
 
@@ -69,7 +71,16 @@ def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iteratio
         out[name] = {"precompute_s": t_pre, "entries": proj.weights.n_entries, "bytes": proj.weights.nbytes,
                      "coverage": float(proj.coverage().float().mean()), "cold_iterations": cold_it,
                      "step_s": t_step, "step_iterations": proj.last_solve.iterations,
-                     "relative_residual": proj.last_solve.relative_residual}
+                     "relative_residual": proj.last_solve.relative_residual,
+                     "fitted": float(proj.fitted().float().mean())}
+        # a run of steps: the x0 views settle (drift shrinking), each fit warm-started from the last one
+        run_s, run_it, z = [t_step], [proj.last_solve.iterations], fit
+        for settle in RUN_DRIFT[1:]:
+            seconds, z = timed(lambda: proj.aggregate(target + settle * drift, previous=z))
+            run_s.append(seconds)
+            run_it.append(proj.last_solve.iterations)
+        out[name].update(run_s=sum(run_s) / len(run_s), run_iterations=run_it)
+        del z
         out[name]["peak_rss_gib"] = peak_rss_gib()  # before any reference copy exists
         if reference:
             ref = ReferenceSplat(proj)
@@ -85,6 +96,9 @@ def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iteratio
             del ref
         del proj, first, fit
     return out
+
+
+RUN_DRIFT = (0.8, 0.6, 0.45, 0.35, 0.3)  # the x0 views' drift from the scene's render, step by step
 
 
 def unet_seconds_per_view(latent: int) -> float:
@@ -115,7 +129,8 @@ def splat_section(args) -> None:
     print(f"\nsplats: {args.views} views, RGB {args.size}^2, latent {args.size // 8}^2; model step = SD1.5 UNet "
           + (f"{unet_view:.2f} s/view x {args.views} = {model:.1f} s (one forward, no CFG)" if model else "skipped"))
     head = (f"{'splats':>8s} {'res':>6s} {'precomp s':>9s} {'weights':>9s} {'ent/px':>6s} {'cover':>6s} {'peak GiB':>8s} "
-            f"{'step s':>8s} {'CG it':>5s} {'old s':>8s} {'speedup':>7s} {'% model':>8s} {'old %':>7s} {'rms vs old':>10s}")
+            f"{'step s':>8s} {'CG it':>5s} {'old s':>8s} {'speedup':>7s} {'% model':>8s} {'old %':>7s} {'rms vs old':>10s} "
+            f"{'run s':>8s} {'run %':>7s} run CG it")
     print(head)
     for r in rows:
         for name in ("latent", "rgb"):
@@ -128,7 +143,12 @@ def splat_section(args) -> None:
                   f"{m['entries'] / (r['views'] * side * side):6.1f} {m['coverage']:6.2f} {m['peak_rss_gib']:8.2f} "
                   f"{m['step_s']:8.3f} {m['step_iterations']:5d} {old if old else float('nan'):8.2f} "
                   f"{(old / m['step_s']) if old else float('nan'):6.1f}x {pct} {old_pct} "
-                  f"{m.get('render_rms_vs_old', float('nan')):10.1e} {m.get('old_step_note', '')}")
+                  f"{m.get('render_rms_vs_old', float('nan')):10.1e} {m['run_s']:8.3f} "
+                  + (f"{100 * m['run_s'] / model:6.2f}% " if model else f"{'-':>7s} ")
+                  + "/".join(str(k) for k in m["run_iterations"]) + f" {m.get('old_step_note', '')}")
+    print(f"run: the mean over {len(RUN_DRIFT)} steps whose x0 views settle (drift x {RUN_DRIFT}), each warm-started "
+          "from the last fit; cover: solved fraction (fitted: " + ", ".join(
+              f"{r['splats']}: {r['latent']['fitted']:.3f}/{r['rgb']['fitted']:.3f}" for r in rows) + ")")
     print("step: one sampling step's fuse warm-started from the previous fit (CG to the default relative residual); "
           "old: per-view index_add_ + 30 CG iterations; cold start iterations: "
           + ", ".join(f"{r['splats']}: {r['latent']['cold_iterations']}/{r['rgb']['cold_iterations']}" for r in rows))
