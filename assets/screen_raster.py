@@ -52,6 +52,10 @@ def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0, check=None):
     counts = (bw * bh)[face_ids]
     zbuf = torch.full((h * w,), math.inf, dtype=torch.float64)
     fbuf = torch.full((h * w,), -1, dtype=torch.long)
+    # per-chunk scratch: the chunk's nearest depth / face per pixel; only the pixels a chunk touches are
+    # read, written and reset, so a chunk costs its candidates, not the image (a 4096^2 view has 16M pixels)
+    chunk_z = torch.full((h * w,), math.inf, dtype=torch.float64)
+    chunk_f = torch.full((h * w,), -1, dtype=torch.long)
     start = 0
     ends = torch.cumsum(counts, 0)
     while start < len(face_ids):
@@ -71,12 +75,16 @@ def rasterize_screen(fx, fy, fd, h: int, w: int, near: float = 0.0, check=None):
         inside = (screen >= -1e-9).all(-1)
         pix = (py * w + px)[inside]
         depth, f = depth[inside], f[inside]
-        best = torch.full((h * w,), math.inf, dtype=torch.float64).scatter_reduce(0, pix, depth, "amin")
-        winner = depth <= best[pix]
-        fchunk = torch.full((h * w,), -1, dtype=torch.long).scatter_reduce(0, pix[winner], f[winner], "amax")
-        better = best < zbuf
-        zbuf = torch.where(better, best, zbuf)
-        fbuf = torch.where(better, fchunk, fbuf)
+        chunk_z.scatter_reduce_(0, pix, depth, "amin")
+        best = chunk_z[pix]
+        winner = depth <= best
+        chunk_f.scatter_reduce_(0, pix[winner], f[winner], "amax")
+        better = best < zbuf[pix]
+        closer = pix[better]  # repeated pixels write the same values
+        zbuf[closer] = best[better]
+        fbuf[closer] = chunk_f[closer]
+        chunk_z[pix] = math.inf
+        chunk_f[pix] = -1
         start = stop
     if check is not None:
         check()

@@ -11,7 +11,7 @@ import torch
 
 from .cancel import check_cancel
 
-RAYS_PER_CALL = 1 << 21  # bounds the temporary arrays
+RAYS_PER_CALL = 1 << 18  # bounds the temporary arrays and the time between cancellation checks
 
 
 def rasterize_embree(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: int, device=None):
