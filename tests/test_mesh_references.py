@@ -91,6 +91,8 @@ def _gltf_with_buffer_uri(glb_path, uri):
     binary = data[20 + n + 8 :]
     tree["buffers"] = [{"uri": uri, "byteLength": len(binary)}]
     for image in tree.get("images", []):  # keep the texture, embedded
+        if "bufferView" not in image:  # the pack's GLBs already embed it as a data: URI
+            continue
         view = tree["bufferViews"][image.pop("bufferView")]
         blob = binary[view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]]
         image["uri"] = "data:image/png;base64," + base64.b64encode(blob).decode()
