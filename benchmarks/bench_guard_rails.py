@@ -2,9 +2,12 @@
 16384x16384 / stride-8 wide panorama, memory after a refused and after a failed (cancelled) run, and the
 latency of ComfyUI's interrupt during a long (> 10 s) projector build.
 
-    COMFYUI_PATH=/path/to/ComfyUI OMP_NUM_THREADS=1 python benchmarks/bench_guard_rails.py [--quick]
+    COMFYUI_PATH=/path/to/ComfyUI OMP_NUM_THREADS=1 python benchmarks/bench_guard_rails.py [--quick] [--gaps-only] [--root PACK]
 
 RSS is read from /proc/self/status (Linux). ``--quick`` uses a smaller mesh (a build of a few seconds).
+``--gaps-only`` prints only the table of the longest stretch between cancellation checks per long loop
+(projector builds, fills, the splat colour fit), with where it starts and ends; ``--root`` measures the
+pack at another path (an older checkout: the same table before a change).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sys
 import threading
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else pathlib.Path(__file__).resolve().parents[1])
 
 
 def _import_pack():
@@ -53,6 +56,31 @@ def refusal() -> None:
         print(f"refusal wrap={wrap}: {took * 1000:.2f} ms, RSS {before:.1f} -> {rss_mib():.1f} MiB "
               f"(growth {rss_mib() - before:+.1f} MiB, {100 * (rss_mib() - before) / before:+.2f}%)")
         print(f"  message: {message}")
+    _splat_refusal()
+
+
+def _splat_refusal() -> None:
+    """The splat projector node on a 1M-splat scene seen by 128 views of 2048: estimated from a sample of the
+    footprints and refused before any weight is built."""
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.nodes.memory_check import NotEnoughMemory
+    from sync_canvas.nodes.splat import SyncCanvasSplatProjector
+
+    scene = procedural_splat_scene(1_000_000, seed=0)
+    orbit = fit_orbit(scene.means, scene.opacities, 128, 50.0, 2048, 2048)
+    gc.collect()
+    before = rss_mib()
+    start = time.perf_counter()
+    try:
+        SyncCanvasSplatProjector.execute(scene, orbit)
+        message = "NOT REFUSED"
+    except NotEnoughMemory as err:
+        message = str(err)
+    took = time.perf_counter() - start
+    gc.collect()
+    print(f"splat refusal (1M splats, 128 views of 2048): {took * 1000:.0f} ms, RSS growth {rss_mib() - before:+.1f} MiB")
+    print(f"  message: {message}")
 
 
 def mesh_node_inputs(quick: bool):
@@ -84,6 +112,62 @@ def build_gaps(quick: bool) -> None:
           f"{len(stamps)} cancellation checks, largest gap between checks {max(gaps):.2f} s")
     del real_check
     return full
+
+
+def _longest_gap(fn) -> tuple[float, float, str]:
+    """(seconds ``fn`` took, the longest stretch without a cancellation check, "where it starts -> ends")."""
+    import traceback
+
+    from sync_canvas.projectors import cancel
+
+    stamps: list[tuple[float, str]] = []
+
+    def stamp():
+        frame = traceback.extract_stack(limit=3)[0]
+        stamps.append((time.perf_counter(), f"{frame.name}:{frame.lineno}"))
+
+    gc.collect()
+    start = time.perf_counter()
+    with cancel.cancellation(stamp):
+        fn()
+    end = time.perf_counter()
+    marks = [(start, "start")] + stamps + [(end, "end")]
+    gap, a, b = max((t1 - t0, n0, n1) for (t0, n0), (t1, n1) in zip(marks, marks[1:]))
+    return end - start, gap, f"{a} -> {b}"
+
+
+def gap_table(quick: bool) -> None:
+    """The longest stretch between cancellation checks of each long loop outside model calls."""
+    import torch
+
+    from sync_canvas import projectors
+    from sync_canvas.assets import cameras, procedural
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+    from sync_canvas.projectors.splat import SplatProjector
+
+    torus = procedural.torus(64, 32) if quick else procedural.torus(128, 64)
+    rig = cameras.paper_rig(fov=60.0, distance=2.0)
+    scene = procedural_splat_scene(20_000, seed=0)
+    orbit = fit_orbit(scene.means, scene.opacities, 8 if quick else 16, 50.0, 512, 512)
+    splat = SplatProjector.from_scene(scene, fit_orbit(scene.means, scene.opacities, 8, 50.0, 256, 256))
+    views = splat.project(torch.rand(3, splat.canonical_size))
+    pano = projectors.EquirectProjector(512, None, 0.0, 72.0, None, "synctweedies", False, "nearest")
+    canvas = torch.rand(3, pano.canonical_size)
+    builds = [
+        ("mesh projector, torch raster, 10 x 768, texture 1024", lambda: projectors.MeshTextureProjector(torus, rig, 768, 1024, backend="torch")),
+        ("mesh projector, embree, 10 x 768, texture 1024", lambda: projectors.MeshTextureProjector(torus, rig, 768, 1024, backend="embree")),
+        (f"splat projector, 20k splats, {len(orbit)} x 512, + latent twin", lambda: SplatProjector.from_scene(scene, orbit).rescaled(8)),
+        ("splat colour fit, 8 x 256 (100 CG iterations)", lambda: splat.fit_colors(views)),
+        ("wide panorama 512 x 8192, stride 32, + latent", lambda: projectors.WidePanoramaProjector(512, 8192, 512, 32).rescaled(8)),
+        ("360 panorama, 10 x 1024 bilinear, + latent", lambda: projectors.EquirectProjector(1024, None, 0.0, 72.0, None, "stochsync", False, "bilinear").rescaled(8)),
+        ("cube map, faces 1024, 16 x 768, + latent", lambda: projectors.CubeMapProjector(1024, 768).rescaled(8)),
+        ("360 Voronoi fill, 8 x 512 views", lambda: pano.fill(canvas)),
+    ]
+    print(f"{'long loop':<58} {'total s':>8} {'longest gap s':>14}  where")
+    for name, build in builds:
+        total, gap, where = _longest_gap(build)
+        print(f"{name:<58} {total:>8.1f} {gap:>14.2f}  {where}", flush=True)
 
 
 def interrupt_once(quick: bool, after_s: float) -> None:
@@ -144,8 +228,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if "--gaps-only" in sys.argv:
+        gap_table(quick)
+        return
     refusal()
     full = build_gaps(quick)
+    gap_table(quick)
     for fraction in (0.5,) if quick else (0.15, 0.35, 0.55, 0.75):  # of the uninterrupted build time
         interrupt_once(quick, fraction * full)
 

@@ -145,7 +145,7 @@ def sample_fuse_rule(model, x, sigmas, extra_args=None, callback=None, disable=N
     """
     entry = fuse_rule(rule)
     with torch.inference_mode(False):
-        projector = projector.to(x.device, copy=True)  # the run's own: the node output is never changed
+        projector = projector.to(x.device)  # the sampler's Engine copies it: the node output is never changed
         sigmas = sigmas.to(x.device).clone()
         run = comfy_run(model, x, sigmas, extra_args, callback, projector, noise, latent_image)
         try:

@@ -347,14 +347,15 @@ def sample_sync_canvas(
     """
     check_latent_shape(x, projector)
     case = mode_case(mode)
-    projector = projector.to(x.device, copy=True)  # the run's own: node outputs (SAMPLER, projectors) never change
+    # read here for previews only; the sampler's Engine makes the run's own copy (node outputs never change)
+    projector = projector.to(x.device)
     sigmas = sigmas.to(x.device)
     run = comfy_run(model, x, sigmas, extra_args, callback, projector, noise, latent_image)
     rgb_fuse = None
     if vae is not None:
         if pixel_projector is None:
             raise ValueError("RGB fusing needs the pixel-resolution projector next to the VAE")
-        rgb_fuse = make_rgb_fuse(vae, run.base_model, pixel_projector.to(x.device, copy=True), rgb_every_step)
+        rgb_fuse = make_rgb_fuse(vae, run.base_model, pixel_projector.to(x.device), rgb_every_step)
     options = dict(latent_image=run.latent_image, max_views_per_batch=max_views_per_batch or None, rgb_fuse=rgb_fuse,
                    **run.common())
     try:

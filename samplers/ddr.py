@@ -134,6 +134,8 @@ def sample_ddr(
         raise ValueError(f"noise has shape {tuple(noise.shape)}, expected canonical {canvas_shape}")
     start = noise if noise is not None else torch.zeros(canvas_shape, dtype=like.dtype, device=like.device)
     engine = Engine(denoiser, projector, model_sampling, start.to(like), generator, max_views_per_batch, None, check_cancel)
+    # the run's own copy (the Engine's): the caller's projector is never used, or changed, below
+    projector = representation.projector = engine.projector
     all_views = torch.arange(representation.n_views, device=projector.device)
 
     def fresh() -> torch.Tensor:

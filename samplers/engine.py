@@ -160,7 +160,7 @@ class Engine:
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, view_ids: torch.Tensor) -> torch.Tensor:
         """x0 for views ``x [n,C,h,w]`` at ``sigma``, at most ``self.chunk`` views per denoiser call."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(())
-        out = []
+        out, finite = [], []
         for start in range(0, x.shape[0], self.chunk):
             if self.check_cancel is not None:
                 self.check_cancel()
@@ -168,14 +168,19 @@ class Engine:
             x0 = self.denoiser(part, sigma, view_ids[start : start + self.chunk])
             if tuple(x0.shape) != tuple(part.shape):
                 raise ValueError(f"denoiser returned shape {tuple(x0.shape)} for input {tuple(part.shape)}")
-            if not bool(torch.isfinite(x0).all()):
-                raise NonFiniteModelOutput(
-                    f"the model returned non-finite values (NaN or infinity) at sigma={float(sigma):.6g} "
-                    f"(model evaluation {self.model_evals + 1}, views {view_ids[start : start + self.chunk].tolist()}); "
-                    "the run was stopped. Check the model, its precision (fp16 overflow) and the start latent"
-                )
+            finite.append(torch.isfinite(x0).all())  # stays on the device: no host sync per model call
             out.append(x0.to(x.dtype))
-            self.model_evals += part.shape[0]
+        # one host sync per denoise call (per sampler step), not per chunk of views
+        ok = finite[0] if len(finite) == 1 else torch.stack(finite)
+        if not bool(ok.all()):
+            bad = int(torch.nonzero(~ok.reshape(-1))[0])
+            start = bad * self.chunk
+            raise NonFiniteModelOutput(
+                f"the model returned non-finite values (NaN or infinity) at sigma={float(sigma):.6g} "
+                f"(model evaluation {self.model_evals + start + 1}, views {view_ids[start : start + self.chunk].tolist()}); "
+                "the run was stopped. Check the model, its precision (fp16 overflow) and the start latent"
+            )
+        self.model_evals += x.shape[0]
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def chunked(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
