@@ -1,6 +1,6 @@
 """What a projector build or a sampling run will allocate, computed from its settings before allocating.
 
-Pure arithmetic (no tensors, no ComfyUI), so a node can refuse a 16384x16384 panorama with stride 8
+Arithmetic on settings (no tensors, no ComfyUI), so a node can refuse a 16384x16384 panorama with stride 8
 (about 4 million windows) in microseconds instead of growing the server by gigabytes first. The numbers
 are peak estimates: the bytes per view pixel count the taps a projector keeps (``SparseViewMap``: int64
 index + float32 weight per tap, float32 pixel weight) plus the temporaries of building them, calibrated
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from .panorama import window_starts  # the projector's own window rule (a list of a few thousand ints at most)
 
 GIB = 1 << 30
 
@@ -49,20 +51,10 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def count_starts(length: int, window: int, stride: int, wrap: bool) -> int:
-    """How many windows ``panorama.window_starts`` makes along one axis, without listing them."""
-    if window < 1 or window > length or stride < 1:
-        return 0
-    if wrap:
-        return -(-length // stride)
-    n = (length - window) // stride + 1
-    return n + (1 if (n - 1) * stride != length - window else 0)
-
-
 def wide_panorama(height: int, width: int, window: int, stride: int, wrap: bool) -> MemoryEstimate:
     """Pixel projector plus its latent twin (1/64 of it) for a wide panorama."""
-    rows = 1 if window == height else count_starts(height, window, stride, False)
-    windows = rows * count_starts(width, window, stride, wrap)
+    rows = 1 if window == height else len(window_starts(height, window, stride, False, "height"))
+    windows = rows * len(window_starts(width, window, stride, wrap, "width"))
     pixels = windows * window * window
     total = pixels * WIDE_BYTES_PER_PIXEL * (1 + 1 / 64)
     return MemoryEstimate(

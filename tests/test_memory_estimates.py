@@ -7,14 +7,6 @@ import resource
 import pytest
 
 from sync_canvas.projectors import WidePanoramaProjector, memory
-from sync_canvas.projectors.panorama import window_starts
-
-
-@pytest.mark.parametrize("length, window, stride, wrap", [(3072, 512, 64, False), (3000, 512, 64, False),
-                                                          (2048, 512, 96, True), (512, 512, 8, False), (100, 512, 8, False)])
-def test_count_starts_matches_window_starts(length, window, stride, wrap):
-    expected = len(window_starts(length, window, stride, wrap, "width")) if window <= length else 0
-    assert memory.count_starts(length, window, stride, wrap) == expected
 
 
 def test_wide_estimate_counts_the_projectors_windows():
