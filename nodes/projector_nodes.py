@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from .. import projectors
 from ..projectors import memory
-from ..projectors.panorama360 import default_canvas
+from ..projectors.panorama360 import default_canvas, rig_view_count
 from .common import CATEGORY, SyncProjector
 from .guards import guard_nodes
 from .memory_check import require_memory
@@ -77,9 +77,8 @@ class SyncCanvas360Panorama(io.ComfyNode):
             if width % 16:
                 raise ValueError(f"width={width} must be a multiple of 16 (height = width / 2 must be a multiple of 8)")
             canvas_hw = (width // 2, width)
-        n_views = (8 if rig == "synctweedies" else 10) + (2 if pole_views else 0)
         estimate_hw = canvas_hw or default_canvas(view_size, fov)
-        require_memory("SyncCanvas 360 Panorama", memory.equirect(view_size, n_views, estimate_hw, interpolation))
+        require_memory("SyncCanvas 360 Panorama", memory.equirect(view_size, rig_view_count(rig, pole_views), estimate_hw, interpolation))
         return io.NodeOutput(projectors.EquirectProjector(view_size, None, pitch, fov, canvas_hw, rig, pole_views, interpolation))
 
 

@@ -35,6 +35,18 @@ PAPER_LATENT_CANVAS = (2048, 4096)  # SyncTweedies A1.2 / StochSync B latent pan
 PAPER_RGB_CANVAS = (1024, 2048)  # SyncTweedies A1.2 RGB panorama
 
 
+def rig_yaws(rig: str) -> tuple[float, ...]:
+    """The yaws (degrees) of a named 360 rig's ring of views: "synctweedies" 8, "stochsync" 10 (its two groups)."""
+    if rig not in ("synctweedies", "stochsync"):
+        raise ValueError(f"rig={rig!r} must be 'synctweedies' or 'stochsync'")
+    return tuple(SYNCTWEEDIES_YAWS) if rig == "synctweedies" else STOCHSYNC_GROUPS[0] + STOCHSYNC_GROUPS[1]
+
+
+def rig_view_count(rig: str, pole_views: bool) -> int:
+    """How many views a named rig has (its ring, plus two looking straight up and down with ``pole_views``)."""
+    return len(rig_yaws(rig)) + (2 if pole_views else 0)
+
+
 def focal_pixels(view_width: int, fov: float) -> float:
     """Pinhole focal length in pixels for a horizontal field of view ``fov`` (degrees)."""
     return (view_width / 2) / math.tan(math.radians(fov) / 2)
@@ -115,13 +127,12 @@ class EquirectProjector(Projector):
             raise ValueError(f"fov={fov} must lie in (0, 180) degrees")
         if vh < 1 or vw < 1:
             raise ValueError(f"view size must be positive, got {vh}x{vw}")
-        if rig not in ("synctweedies", "stochsync"):
-            raise ValueError(f"rig={rig!r} must be 'synctweedies' or 'stochsync'")
         if interpolation not in ("nearest", "bilinear"):
             raise ValueError(f"interpolation={interpolation!r} must be 'nearest' or 'bilinear'")
         rig_groups = None
+        rig_ring = rig_yaws(rig)  # also checks the name
         if yaws is None:
-            yaws = SYNCTWEEDIES_YAWS if rig == "synctweedies" else STOCHSYNC_GROUPS[0] + STOCHSYNC_GROUPS[1]
+            yaws = rig_ring
             if rig == "stochsync":
                 rig_groups = [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
         yaws = [float(a) for a in yaws]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sync_canvas.projectors import EquirectProjector
-from sync_canvas.projectors.panorama360 import STOCHSYNC_GROUPS, default_canvas, focal_pixels
+from sync_canvas.projectors.panorama360 import STOCHSYNC_GROUPS, default_canvas, focal_pixels, rig_view_count
 
 VIEW = 48
 
@@ -309,3 +309,13 @@ def test_fuse_writes_into_a_canvas_the_engine_owns_and_never_into_a_callers():
     second = engine.fuse(2 * w, "x0")
     assert second.data_ptr() == first.data_ptr()  # its own canvas, updated where the views touch it
     torch.testing.assert_close(second, proj.aggregate(2 * w, copied))
+
+
+@pytest.mark.parametrize("rig,pole_views,expected", [("synctweedies", False, 8), ("synctweedies", True, 10),
+                                                     ("stochsync", False, 10), ("stochsync", True, 12)])
+def test_rig_view_count_is_the_projectors_view_count(rig, pole_views, expected):
+    """The 360 node's memory estimate counts views with rig_view_count: it must be what the projector builds."""
+    assert rig_view_count(rig, pole_views) == expected
+    assert EquirectProjector(16, rig=rig, pole_views=pole_views, canvas_hw=(64, 128)).n_views == expected
+    with pytest.raises(ValueError, match="rig="):
+        rig_view_count("paper", False)
