@@ -21,7 +21,6 @@ Exit status 0 when no row failed (skipped rows do not fail). Nothing is download
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -34,18 +33,11 @@ import traceback
 
 import torch
 
+from pack_import import import_pack  # scripts/ (this script's folder)
+from workflow_format import shipped_workflows
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAMILY_PREFIXES = ("flux_", "sdxl_")  # need their families' models; run_workflow's demo model is SD1.5
-
-
-def import_pack():
-    """The pack as ``sync_canvas`` (as tests/conftest.py does), whatever its folder is called."""
-    if "sync_canvas" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("sync_canvas", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sync_canvas"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["sync_canvas"]
+DEMO_FAMILY = "sd15"  # run_workflow's demo model; the catalog's other families need their own models
 
 
 class Table:
@@ -160,12 +152,13 @@ def check_workflows(table: Table, device: torch.device, names: list[str] | None,
     if not comfyui:
         table.add("c workflows", "shipped workflows through ComfyUI", "SKIP", "", "COMFYUI_PATH not set")
         return
-    files = sorted((ROOT / "workflows" / "api").glob("*.json"))
+    catalog = shipped_workflows(ROOT)
+    files = sorted(e["api"] for e in catalog)
     if names is not None:
         files = [f for f in files if f.stem in names]
     else:
-        skipped = [f.stem for f in files if f.stem.startswith(FAMILY_PREFIXES)]
-        files = [f for f in files if not f.stem.startswith(FAMILY_PREFIXES)]
+        skipped = sorted(e["id"] for e in catalog if e["family"] != DEMO_FAMILY)
+        files = sorted(e["api"] for e in catalog if e["family"] == DEMO_FAMILY)
         if skipped:
             table.add("c workflows", ", ".join(skipped), "SKIP", "", "need SDXL/Flux models (tests/integration runs them with in-memory family models)")
     for wf in files:

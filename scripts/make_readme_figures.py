@@ -10,7 +10,6 @@ anywhere: none of these images is a generation result.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import pathlib
 import sys
@@ -19,22 +18,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from pack_import import import_pack  # scripts/ (this script's folder)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAX_WIDTH = 768
 BACKGROUND = (255, 255, 255)
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (128, 128, 0), (0, 0, 128)]
-
-
-def import_pack():
-    """The repo as package ``sync_canvas`` (as tests/conftest.py does), without ComfyUI."""
-    if "sync_canvas" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sync_canvas", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sync_canvas"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["sync_canvas"]
 
 
 def font(size: int):

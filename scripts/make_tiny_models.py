@@ -172,14 +172,17 @@ def build_demo_checkpoint(unet_file: pathlib.Path = DEMO_UNET_FILE) -> dict:
             for prefix, state in parts.items() for k, v in state.items()}
 
 
-def _demo_is_current(path: pathlib.Path, unet_file: pathlib.Path) -> bool:
-    """Whether the demo checkpoint at path was built from the current shipped weights."""
-    from safetensors import safe_open
+def demo_checkpoint_current(path: pathlib.Path, unet_file: pathlib.Path = DEMO_UNET_FILE) -> bool:
+    """Whether the demo checkpoint at path records the sha256 of the shipped weights it was built from
+    (read from the safetensors header with the standard library: the runner calls it before any venv)."""
+    import json
 
-    if not path.is_file():
+    try:
+        with open(path, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    except (OSError, ValueError):
         return False
-    with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("demo_unet_sha256") == file_sha256(unet_file)
+    return header.get("__metadata__", {}).get("demo_unet_sha256") == file_sha256(unet_file)
 
 
 def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=print) -> dict:
@@ -194,7 +197,7 @@ def write_tiny_models(out_dir: pathlib.Path, comfyui_path: pathlib.Path, log=pri
     if not DEMO_UNET_FILE.is_file():
         log(f"tiny models: no demo weights at {DEMO_UNET_FILE} (scripts/train_demo_model.py writes them): demo model skipped")
         del paths["demo"], paths["demo_controlnet"]
-    elif paths["demo"].is_file() and not _demo_is_current(paths["demo"], DEMO_UNET_FILE):
+    elif paths["demo"].is_file() and not demo_checkpoint_current(paths["demo"]):
         # rebuilt below through a .partial file and os.replace: a server listing models meanwhile never
         # finds it missing (several checkouts with other weights may share this folder)
         log(f"tiny models: {paths['demo']} was built from other weights than {DEMO_UNET_FILE}: rebuilding")

@@ -36,16 +36,16 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import make_tiny_models  # noqa: E402
 from comfy_server import ComfyServer, PromptRejected, error_message, status_of  # noqa: E402
 from workflow_format import is_api_graph, is_ui_workflow, ui_to_api  # noqa: E402
 
 SCRIPTS = pathlib.Path(__file__).resolve().parent
-TINY_CHECKPOINT = "sync_canvas_tiny_sd15.safetensors"
-TINY_CONTROLNET = "sync_canvas_tiny_controlnet.safetensors"
-# The demo model that paints landscapes (scripts/train_demo_model.py; built from assets/weights on first use).
-DEMO_CHECKPOINT = "sync_canvas_demo_landscapes.safetensors"
-DEMO_CONTROLNET = "sync_canvas_demo_controlnet.safetensors"
-DEMO_WEIGHTS = SCRIPTS.parent / "assets" / "weights" / "sync_canvas_demo_unet.safetensors"
+# The tiny random-weight models and the demo model that paints landscapes (scripts/train_demo_model.py;
+# built from assets/weights on first use): names as make_tiny_models.py writes them.
+TINY_CHECKPOINT, TINY_CONTROLNET = make_tiny_models.CHECKPOINT_NAME, make_tiny_models.CONTROLNET_NAME
+DEMO_CHECKPOINT, DEMO_CONTROLNET = make_tiny_models.DEMO_CHECKPOINT_NAME, make_tiny_models.DEMO_CONTROLNET_NAME
+DEMO_WEIGHTS = make_tiny_models.DEMO_UNET_FILE
 # Prompts for positive CLIPTextEncode nodes that name none of the demo model's scene classes, in node order.
 DEMO_PROMPTS = ("a snowy mountain landscape, wide panorama", "an ocean coast at noon", "a desert with dunes",
                 "a moonlit night", "a green forest")
@@ -240,22 +240,10 @@ def ensure_tiny_models(models_dir: pathlib.Path, comfyui_path: pathlib.Path, pyt
     wanted = [models_dir / "checkpoints" / TINY_CHECKPOINT, models_dir / "controlnet" / TINY_CONTROLNET]
     if demo_model_available():
         wanted += [models_dir / "checkpoints" / DEMO_CHECKPOINT, models_dir / "controlnet" / DEMO_CONTROLNET]
-    if all(p.is_file() for p in wanted) and (not demo_model_available() or _demo_checkpoint_current(wanted[2])):
+    if all(p.is_file() for p in wanted) and (not demo_model_available() or make_tiny_models.demo_checkpoint_current(wanted[2])):
         return
     subprocess.run([python, str(SCRIPTS / "make_tiny_models.py"), str(models_dir), "--comfyui", str(comfyui_path)],
                    check=True)
-
-
-def _demo_checkpoint_current(path: pathlib.Path) -> bool:
-    """Whether the built demo checkpoint records the sha256 of the shipped weights (else make_tiny_models rebuilds)."""
-    import hashlib
-
-    try:
-        with open(path, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    except (OSError, ValueError):
-        return False
-    return header.get("__metadata__", {}).get("demo_unet_sha256") == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
 
 
 def image_sizes(files: list[pathlib.Path]) -> list[str]:

@@ -12,24 +12,13 @@ averaging, the trained coordinator and the exact whole-canvas oracle side by sid
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import pathlib
 import sys
 import time
 
+from pack_import import import_pack  # scripts/ (this script's folder)
+
 PACK_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _import_pack():
-    """The pack as package ``sync_canvas`` (its folder name may not be a valid module name)."""
-    if "sync_canvas" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sync_canvas", PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sync_canvas"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["sync_canvas"]
 
 
 def main(argv=None) -> int:
@@ -60,7 +49,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    _import_pack()
+    import_pack()
     from sync_canvas.projectors.panorama import WidePanoramaProjector
     from sync_canvas.samplers import DiscreteEpsSampling
     from sync_canvas.samplers.dde import CoordinatorConfig, save_coordinator

@@ -5,13 +5,15 @@ widget values a UI-format node stores in that order."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 PACK_ROOT = HERE.parent
+if str(PACK_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(PACK_ROOT / "scripts"))
+from pack_import import import_pack  # noqa: E402
 CORE_NODES = HERE / "meta" / "core_nodes.json"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Combo inputs whose choices are the user's files: pinned empty (the workflow names its own file).
@@ -27,11 +29,7 @@ def _import_pack(comfyui_path: str):
     comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401
 
-    if "sync_canvas" not in sys.modules:  # the pack as a package, as tests/conftest.py imports it
-        spec = importlib.util.spec_from_file_location("sync_canvas", PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)])
-        pack = importlib.util.module_from_spec(spec)
-        sys.modules["sync_canvas"] = pack
-        spec.loader.exec_module(pack)
+    import_pack()  # the pack as the package sync_canvas
 
 
 def pack_definitions(comfyui_path: str) -> dict[str, dict]:

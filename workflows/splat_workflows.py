@@ -59,14 +59,9 @@ def scene_ply() -> bytes:
     """The procedural two-sphere scene, z up, as 3DGS PLY bytes (deterministic)."""
     import torch
 
-    if "sync_canvas" not in sys.modules:
-        import importlib.util
+    from pack_import import import_pack  # scripts/, on the path via build_workflows
 
-        spec = importlib.util.spec_from_file_location("sync_canvas", bw.PACK_ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(bw.PACK_ROOT)])
-        pack = importlib.util.module_from_spec(spec)
-        sys.modules["sync_canvas"] = pack
-        spec.loader.exec_module(pack)
+    import_pack()
     from sync_canvas.assets.splat_ply import write_splat_ply
     from sync_canvas.assets.splat_procedural import procedural_splat_scene
 
