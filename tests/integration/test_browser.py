@@ -269,26 +269,30 @@ def _colourful_fraction(picture) -> float:
     return float(((pixels.max(axis=2) - pixels.min(axis=2)) > 40).mean())
 
 
-def test_a_textured_mesh_shows_textured_in_comfyuis_own_3d_preview(browser, shots, comfy):
-    """Mesh texturing run from the editor; core Preview 3D (node 17) shows the GLB the pack saved, WITH its
-    texture: the server runs with --disable-api-nodes, whose Content-Security-Policy blocks the blob: URL
-    three.js reads a buffer-view texture through (such a mesh is drawn white); the pack's GLB carries the
-    texture as a data: URI. Checked on the pixels in the middle of the viewer, where the mesh is."""
+def _run_into_core_3d_preview(browser, shots, comfy, workflow_id: str, node_id: int, name: str):
+    """Opens a shipped workflow, runs it from the editor (--fast values) with its core Preview 3D node on
+    screen, screenshots the node once the viewer has drawn the saved file; returns (the node's model_file,
+    the node's picture, the middle of its viewer) and saves ``name``.png (whole editor) and ``name``_node.png.
+
+    The node is on screen before the run ends, as for a user watching it: frontend 1.27 (0.3.64) mounts a
+    node's 3D viewer, and with it the handler that loads the run's file, only once the node is visible, and
+    redraws it only under the mouse."""
+    from PIL import Image
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
     _close_dialogs(browser)
     module = _module_name(browser)
-    entry = next(e for e in shipped_workflows(REPO) if e["id"] == "mesh_texturing_depth")
+    entry = next(e for e in shipped_workflows(REPO) if e["id"] == workflow_id)
     result = _load_template(browser, module, entry["title"])
     assert not result["problems"], result["problems"]
     _fast_values(browser, entry)
-    # The viewer in view while the run ends, as a user watching it: frontend 1.27 (0.3.64) mounts a node's 3D
-    # viewer, and with it the handler that loads the run's file, only once the node is on screen.
     rect = browser.execute_script("""
-        const node = window.app.graph.getNodeById(17), ds = window.app.canvas.ds;
+        const node = window.app.graph.getNodeById(arguments[0]), ds = window.app.canvas.ds;
         ds.scale = 1.0; ds.offset = [-node.pos[0] + 80, -node.pos[1] + 90];
         window.app.canvas.setDirty(true, true);
         const box = window.app.canvas.canvas.getBoundingClientRect();
         return [box.left + 80, box.top + 90 - 30, node.size[0], node.size[1] + 30];
-    """)
+    """, node_id)
     time.sleep(2.0)
     before = set(comfy.get("/history") or {})  # parsed here: other tests' prompts may hold NaN (not JSON for a browser)
     browser.execute_script("window.app.queuePrompt(0, 1)")
@@ -298,36 +302,56 @@ def test_a_textured_mesh_shows_textured_in_comfyuis_own_3d_preview(browser, shot
         if new and (new[-1].get("status") or {}).get("status_str") in ("success", "error"):
             latest = new[-1]
         time.sleep(1.0)
-    assert latest is not None, "the mesh workflow did not finish within 600 s"
+    assert latest is not None, f"{workflow_id} did not finish within 600 s"
     assert latest["status"]["status_str"] == "success", latest["status"]
-    model_file = (latest["outputs"].get("17", {}).get("result") or [None])[0]
-    assert isinstance(model_file, str) and model_file.endswith(".glb"), latest["outputs"].get("17")
-    import trimesh
-
-    mesh = trimesh.load(comfy.output_dir / model_file, force="mesh")
-    texture = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32)
-    print(f"{model_file}: texture {texture.shape}, mean {texture.mean(axis=(0, 1)).round(1)}, std {texture.std():.1f}")
-    time.sleep(8.0)  # the viewer loads the GLB and renders (software WebGL)
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-
-    hover = ActionBuilder(browser)  # frontend 1.27 (0.3.64) redraws its 3D viewer only under the mouse
+    model_file = (latest["outputs"].get(str(node_id), {}).get("result") or [None])[0]
+    assert isinstance(model_file, str) and (comfy.output_dir / model_file).is_file(), latest["outputs"].get(str(node_id))
+    time.sleep(8.0)  # the viewer loads the file and renders (software WebGL)
+    hover = ActionBuilder(browser)
     for step in range(5):
         hover.pointer_action.move_to_location(round(rect[0] + rect[2] / 2 + step), round(rect[1] + rect[3] * 0.6))
         hover.pointer_action.pause(0.3)
     hover.perform()
     time.sleep(2.0)
-    path = shots / "mesh_core_3d_preview.png"
+    path = shots / f"{name}.png"
     browser.save_screenshot(str(path))
     _check_not_blank(path)
-    from PIL import Image
-
     with Image.open(path) as picture:
         scale = picture.width / browser.execute_script("return window.innerWidth")
         left, top, width, height = (round(v * scale) for v in rect)
         crop = picture.crop((left, top, left + width, top + height))
-        crop.save(shots / "mesh_core_3d_preview_node.png")
-        middle = crop.crop((round(0.25 * width), round(0.45 * height), round(0.75 * width), round(0.75 * height)))
-    _check_not_blank(shots / "mesh_core_3d_preview_node.png", min_std=5.0)
+    crop.save(shots / f"{name}_node.png")
+    middle = crop.crop((round(0.25 * width), round(0.45 * height), round(0.75 * width), round(0.75 * height)))
+    return model_file, crop, middle
+
+
+def test_a_textured_mesh_shows_textured_in_comfyuis_own_3d_preview(browser, shots, comfy):
+    """Mesh texturing run from the editor; core Preview 3D (node 17) shows the GLB the pack saved, WITH its
+    texture: the server runs with --disable-api-nodes, whose Content-Security-Policy blocks the blob: URL
+    three.js reads a buffer-view texture through (such a mesh is drawn white); the pack's GLB carries the
+    texture as a data: URI. Checked on the pixels in the middle of the viewer, where the mesh is."""
+    model_file, _, middle = _run_into_core_3d_preview(browser, shots, comfy, "mesh_texturing_depth", 17, "mesh_core_3d_preview")
+    assert model_file.endswith(".glb"), model_file
+    import trimesh
+
+    mesh = trimesh.load(comfy.output_dir / model_file, force="mesh")
+    texture = np.asarray(mesh.visual.material.baseColorTexture.convert("RGB"), dtype=np.float32)
+    print(f"{model_file}: texture {texture.shape}, mean {texture.mean(axis=(0, 1)).round(1)}, std {texture.std():.1f}")
     coloured = _colourful_fraction(middle)
     print(f"core Preview 3D: {coloured:.1%} of the viewer's middle is coloured")
     assert coloured > 0.05, f"the mesh in core Preview 3D is drawn without its texture (white/grey): {coloured:.1%} coloured pixels"
+
+
+def test_a_recoloured_splat_shows_in_comfyuis_own_3d_preview(browser, shots, comfy):
+    """Splat recolouring run from the editor; core Preview 3D (node 22) gets the .ply the pack saved. Editors
+    with a Gaussian-splat renderer (frontend 1.49, ComfyUI 0.33.0) draw the recoloured splats in the middle
+    of the viewer (the grey grid alone has no coloured pixels); frontend 1.27 (0.3.64) has none and shows
+    an empty scene, which is only reported."""
+    model_file, _, middle = _run_into_core_3d_preview(browser, shots, comfy, "splat_recolour", 22, "splat_core_3d_preview")
+    assert model_file.endswith(".ply"), model_file
+    coloured = _colourful_fraction(middle)
+    draws_splats = browser.execute_script("return !!window.comfyAPI?.SplatModelAdapter")
+    print(f"core Preview 3D of {model_file}: {coloured:.1%} of the viewer's middle coloured "
+          f"({'editor with' if draws_splats else 'editor WITHOUT'} a Gaussian-splat renderer)")
+    if draws_splats:
+        assert coloured > 0.01, f"core Preview 3D draws no splats ({coloured:.1%} coloured pixels)"
