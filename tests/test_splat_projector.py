@@ -126,14 +126,16 @@ def test_bad_input(projector):
 
 
 def test_csr_products_equal_the_reference_gather_scatter(scene):
-    """The CSR weights (several view chunks, partly selected) give the old per-view index_add_ products."""
+    """The CSR weights (several view chunks, partly selected) give the old per-view index_add_ products, the
+    fit's normal operator included."""
     from sync_canvas.benchmarks.reference_paths import ReferenceSplat
     from sync_canvas.projectors.splat_render import compositing_weights
 
     cams = fit_orbit(scene.means, scene.opacities, n_views=6, width=24, height=24)
-    wts = compositing_weights(scene.means, scene.quats, scene.log_scales, scene.opacities, cams, chunk_entries=3000)
+    wts = compositing_weights(scene.means, scene.quats, scene.log_scales, scene.opacities, cams, chunk_entries=25000)
     proj = SplatProjector.from_scene(scene, cams, weights=wts)
-    assert len(wts.chunks) >= 3 and wts.chunks[0].forward.crow_indices().dtype == torch.int32
+    assert [(c.start, c.stop) for c in wts.chunks] == [(0, 2), (2, 4), (4, 6)]  # two views a chunk: [4, 1] is partial
+    assert wts.chunks[0].forward.crow_indices().dtype == torch.int32
     ref = ReferenceSplat(proj)
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(3, 400, generator=gen)
@@ -141,6 +143,8 @@ def test_csr_products_equal_the_reference_gather_scatter(scene):
         torch.testing.assert_close(proj.project(z, ids), ref.project(z, ids), atol=1e-5, rtol=1e-5)
         w = torch.randn(len(ids), 3, 24, 24, generator=gen)
         torch.testing.assert_close(proj.adjoint(w, ids), ref.adjoint(w, ids), atol=1e-4, rtol=1e-5)
+        # the fit's fused per-chunk F^T W F (partly selected chunks weight their other views 0)
+        torch.testing.assert_close(proj.weights.normal(z, ids), ref.normal(z, ids), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(proj.visibility([4, 1]), ref.adjoint(torch.ones(2, 1, 24, 24), [4, 1])[0])
 
 
