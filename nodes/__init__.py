@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .guards import guard_node
+from .guards import is_guarded
 from .names import decorate
 
 NODE_MODULES: tuple[str, ...] = (
@@ -33,13 +33,16 @@ NODE_MODULES: tuple[str, ...] = (
 
 def collect_nodes(modules: tuple[str, ...] = NODE_MODULES) -> list[type[io.ComfyNode]]:
     """The ``NODES`` of every module in ``modules`` (relative to this package), in order, no duplicates,
-    each guarded: its inputs checked against its schema before it runs (``guards.guard_node``)."""
+    each guarded by its module (``guards.guard_nodes(NODES)``: inputs checked against the schema before it runs;
+    in-process calls too). A node a module forgot to guard is refused here rather than registered unchecked."""
     nodes: list[type[io.ComfyNode]] = []
     for name in modules:
         module = importlib.import_module(f".{name}", __name__)
         for node in getattr(module, "NODES"):
             if node not in nodes:
-                nodes.append(guard_node(decorate(node)))
+                if not is_guarded(node):
+                    raise TypeError(f"{name}.{node.__name__} is not guarded: its module must call guard_nodes(NODES)")
+                nodes.append(decorate(node))
     return nodes
 
 

@@ -13,9 +13,14 @@ DEMO_INPUTS = Path(__file__).resolve().parents[1] / "workflows" / "inputs"
 """The files the shipped workflows load (a 360 depth map, a mesh, a splat scene)."""
 
 
-class InputFileChoices(list):
-    """A combo's options that are input files: the node checks the chosen name with ``resolve_input_file``
-    (which says whether it is missing or outside the folder), so the generic option check skips them."""
+class FileChoices(list):
+    """A combo's options that are files listed when the schema is made (they change while the server runs):
+    the node resolves the chosen name itself (a missing file gets its own message), so the generic option
+    check, which reads a schema cached per node class, skips them."""
+
+
+class InputFileChoices(FileChoices):
+    """Files in ComfyUI's input folder, checked by ``resolve_input_file`` (missing, or outside the folder)."""
 
 
 def input_files(extensions: tuple[str, ...]) -> list[str]:

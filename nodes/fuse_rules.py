@@ -33,6 +33,7 @@ from ..samplers.syncdiffusion_losses import PerceptualLoss, load_lpips_vgg, stat
 from .common import CATEGORY, decode_canvas, latent_projector, projector_input
 from .sync_sampling import (ComfyRun, canonical_latent, check_view_conditioning, comfy_run, release_patch_caches,
                             run_with_comfy, sync_sigmas)
+from .files import FileChoices
 from .guards import guard_nodes
 from .memory_check import require_memory, run_estimate
 
@@ -54,12 +55,13 @@ def register_model_folders() -> None:
             folder_paths.add_model_folder_path(folder, os.path.join(folder_paths.models_dir, folder))
 
 
-def _files(folder: str) -> list[str]:
+def _files(folder: str) -> FileChoices:
+    """The model files of ``folder`` (resolved by ``_full_path``, which names a missing one)."""
     register_model_folders()
     try:
-        return [NONE] + folder_paths.get_filename_list(folder)
+        return FileChoices([NONE] + folder_paths.get_filename_list(folder))
     except KeyError:
-        return [NONE]
+        return FileChoices([NONE])
 
 
 def _full_path(folder: str, name: str) -> str:

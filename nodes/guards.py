@@ -4,9 +4,10 @@ ComfyUI checks min/max and combo values only for widget values in a prompt: JSON
 ``val < min`` tests, a linked input (a primitive or string node feeding a combo) is not checked at all,
 and an in-process call is checked by nothing. So each node re-checks here, with one message format:
 choices outside the options (listing them), non-finite numbers, floats out of range, non-integer ints
-(an int's range stays ComfyUI's check: tests run nodes at sizes below the UI minimum), non-finite latents,
-images and masks. ``guard_node`` wraps a node's ``execute``; every node module calls ``guard_nodes(NODES)``
-and ``collect_nodes`` applies it again (idempotent) to whatever ComfyUI registers.
+and ints above their maximum (an int's minimum stays ComfyUI's check: tests run nodes at sizes below the UI
+minimum), non-finite latents, images and masks. ``guard_node`` wraps a node's ``execute``; every node module
+calls ``guard_nodes(NODES)`` (the one place), and ``collect_nodes`` refuses a node that was not guarded.
+The schema is read once per node class; file lists (``files.FileChoices``) are resolved by the nodes.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from comfy_api.latest import io
 
 from ..projectors.cancel import cancellation
 
-from .files import InputFileChoices
+from .files import FileChoices
 from .memory_check import NotEnoughMemory, release_after_failure
 
 MAX_LISTED_OPTIONS = 30  # file lists can be long: name the count beyond this
@@ -55,7 +56,8 @@ def check_number(node: str, name: str, value, minimum=None, maximum=None, intege
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and isinstance(value, float) and not value.is_integer()):
         raise InputError(f"{node}: {name}={value!r} is not {kind}")
-    bounds = f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None else ""
+    bounds = (f" in [{minimum}, {maximum}]" if minimum is not None and maximum is not None
+              else f" <= {maximum}" if maximum is not None else f" >= {minimum}" if minimum is not None else "")
     if not math.isfinite(value):
         raise InputError(f"{node}: {name}={value} is not a finite number; give {kind}{bounds}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
@@ -78,32 +80,42 @@ def check_inputs(schema, kwargs: dict) -> None:
         value = kwargs.get(spec.id)
         if value is None:
             continue
-        if isinstance(spec, io.Combo.Input) and spec.options is not None and not isinstance(spec.options, InputFileChoices):
+        if isinstance(spec, io.Combo.Input) and spec.options is not None and not isinstance(spec.options, FileChoices):
             aliases = getattr(spec.options, "aliases", {})  # names.ChoicesWithAliases: ids saved by older versions
             check_choice(node, spec.id, aliases.get(value, value) if isinstance(value, str) else value, spec.options)
         elif isinstance(spec, io.Float.Input):
             check_number(node, spec.id, value, spec.min, spec.max)
         elif isinstance(spec, io.Int.Input):
-            # sizes are integers by type; their ranges are ComfyUI's to check (unit tests use tiny sizes)
-            check_number(node, spec.id, value, integer=True)
+            # sizes are integers by type and at most their max; the minimum is ComfyUI's to check (unit
+            # tests use sizes below the UI minimum)
+            check_number(node, spec.id, value, maximum=spec.max, integer=True)
         elif isinstance(spec, io.Latent.Input) and isinstance(value, dict):
             check_finite_tensor(node, f"{spec.id} (latent samples)", value.get("samples"))
         elif isinstance(spec, (io.Image.Input, io.Mask.Input)):
             check_finite_tensor(node, spec.id, value)
 
 
+def is_guarded(node: type[io.ComfyNode]) -> bool:
+    execute = node.__dict__.get("execute")
+    return execute is not None and bool(getattr(execute, "__func__", execute).__dict__.get("_sync_canvas_guarded"))
+
+
 def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
     """Wrap ``node.execute`` so that :func:`check_inputs` runs first (idempotent; returns ``node``)."""
     execute = node.__dict__.get("execute")
-    if execute is None or getattr(execute, "__func__", execute).__dict__.get("_sync_canvas_guarded"):
+    if execute is None or is_guarded(node):
         return node
     inner = execute.__func__
     signature = inspect.signature(inner)
 
+    schemas: dict[type, object] = {}  # per class (a subclass may inherit this execute)
+
     @functools.wraps(inner)
     def guarded(cls, *args, **kwargs):
-        # the schema is rebuilt per run so file lists (inputs uploaded since start-up) are current
-        check_inputs(cls.define_schema(), signature.bind_partial(cls, *args, **kwargs).arguments)
+        # built once: what changes while the server runs (file lists) is FileChoices, not checked here
+        if cls not in schemas:
+            schemas[cls] = cls.define_schema()
+        check_inputs(schemas[cls], signature.bind_partial(cls, *args, **kwargs).arguments)
         try:
             # long loops in projectors/ (rasterising, splat weights, CG, fills) stop on ComfyUI's Cancel
             with cancellation(comfy.model_management.throw_exception_if_processing_interrupted):

@@ -51,6 +51,12 @@ def mode_label(mode: str) -> str:
     return MODE_LABELS.get(mode, mode)
 
 
+def mode_of(value: str) -> str:
+    """The mode id of a combo value already checked (the node guard checks it against the options and their
+    aliases, ``validate_inputs`` on the server): a label's id, an id as it is."""
+    return MODE_IDS.get(value, value)
+
+
 def mode_id(value: str, allowed: tuple[str, ...] | None = None) -> str:
     """The mode id of a combo value: a label or, as saved by older versions, the id itself.
 

@@ -13,7 +13,7 @@ from comfy_execution.graph_utils import ExecutionBlocker
 
 from .common import CATEGORY, canvas_to_image, check_view_size, decode_canvas, latent_projector, projector_input, tensor_to_image
 from .fuse_rules import FUSE_RULES, ksampler_mode_options, run_fuse_rule
-from .names import mode_choices, mode_error, mode_id, mode_label
+from .names import mode_choices, mode_error, mode_label, mode_of
 from .sync_sampling import (
     DEFAULT_MODE,
     FUSE_RULE_MODES,
@@ -22,7 +22,6 @@ from .sync_sampling import (
     MODES,
     canonical_latent,
     check_view_conditioning,
-    mode_case,
     run_with_comfy,
     sample_sync_canvas,
     sync_sigmas,
@@ -78,11 +77,10 @@ class SyncCanvasKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta, denoise,
                 max_views_per_batch=0, inner_steps=50, vae=None, latent=None, rgb_every_step=False) -> io.NodeOutput:
-        mode = mode_id(mode, MODES + FUSE_RULE_MODES)
+        mode = mode_of(mode)  # checked once, by the guard (and by validate_inputs on the server)
         if mode in FUSE_RULE_MODES:
             return cls.execute_fuse_rule(model, positive, negative, projector, seed, steps, cfg, mode, scheduler, eta,
                                          denoise, vae, latent, max_views_per_batch, rgb_every_step)
-        mode_case(mode)
         check_view_size(model, projector, vae)
         lat_projector = latent_projector(projector, vae)
         check_view_conditioning(positive, negative, projector.n_views)
@@ -161,8 +159,7 @@ class SyncCanvasSamplerSelect(io.ComfyNode):
 
     @classmethod
     def execute(cls, projector, mode, eta, max_views_per_batch=0, inner_steps=50, vae=None) -> io.NodeOutput:
-        mode = mode_id(mode, MODES)
-        mode_case(mode)
+        mode = mode_of(mode)  # checked once, by the guard (and by validate_inputs on the server)
         options = dict(projector=latent_projector(projector, vae), mode=mode, eta=eta,
                        max_views_per_batch=max_views_per_batch, inner_steps=inner_steps, vae=vae,
                        pixel_projector=projector)
