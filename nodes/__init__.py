@@ -12,7 +12,7 @@ from typing_extensions import override
 
 from comfy_api.latest import ComfyExtension, io
 
-from .guards import is_guarded
+from .guards import fractional_int_marker, is_guarded
 from .names import decorate
 
 NODE_MODULES: tuple[str, ...] = (
@@ -54,7 +54,19 @@ class SyncCanvasExtension(ComfyExtension):
         from .files import install_demo_inputs
 
         install_demo_inputs()
-        return collect_nodes()
+        nodes = collect_nodes()
+        _check_prompts(nodes)
+        return nodes
+
+
+def _check_prompts(nodes) -> None:
+    """Registers ``guards.fractional_int_marker`` with the running server (none in-process: nothing to do)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    if getattr(PromptServer, "instance", None) is not None:
+        PromptServer.instance.add_on_prompt_handler(fractional_int_marker(nodes))
 
 
 __all__ = ["NODE_MODULES", "SyncCanvasExtension", "collect_nodes"]

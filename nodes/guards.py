@@ -139,3 +139,28 @@ def guard_nodes(nodes: list[type[io.ComfyNode]]) -> list[type[io.ComfyNode]]:
     for node in nodes:
         guard_node(node)
     return nodes
+
+
+def fractional_int_marker(nodes: list[type[io.ComfyNode]]):
+    """An ``on_prompt`` handler for ComfyUI's server: ComfyUI converts an INT widget value with ``int(val)``,
+    so an API prompt's 128.5 would silently become 128 before any node sees it. For this pack's nodes the
+    handler replaces such a value by the text ``"128.5 (not an integer)"``, which ComfyUI's conversion then
+    refuses with HTTP 400 ("Failed to convert an input value to a INT value: width, 128.5 (not an integer)")."""
+    by_name = {node.__name__: node for node in nodes}
+    int_inputs: dict[str, set[str]] = {}
+
+    def handler(json_data: dict) -> dict:
+        for item in (json_data.get("prompt") or {}).values():
+            node = by_name.get(item.get("class_type")) if isinstance(item, dict) else None
+            if node is None:
+                continue
+            if node.__name__ not in int_inputs:
+                int_inputs[node.__name__] = {s.id for s in node.define_schema().inputs if isinstance(s, io.Int.Input)}
+            values = item.get("inputs") or {}
+            for name in int_inputs[node.__name__] & values.keys():
+                value = values[name]
+                if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+                    values[name] = f"{value!r} (not an integer)"
+        return json_data
+
+    return handler

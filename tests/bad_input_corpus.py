@@ -231,6 +231,18 @@ CASES: list[Case] = [
     Case("pano360_too_large", pano360(view_size=16384, width=16384, pole_views=True, interpolation="bilinear"),
          r"360 Panorama: needs about .* of RAM is available; lower view_size or width"),
     Case("wide_nan_width", wide(width=NAN), r"width=nan is not an integer", server_expect=r"INT value.*width|width.*nan"),
+    # ints: ComfyUI refuses out-of-range and unconvertible values itself (HTTP 400 naming the input); a float
+    # like 128.5 it would truncate, so the pack's on_prompt handler marks it first (guards.fractional_int_marker)
+    Case("wide_stride_below_min", wide(stride=0), r"stride 0 leaves gaps between windows of 64",
+         server_expect=r"Value 0 smaller than min of 8: stride"),
+    Case("wide_width_above_max", wide(width=20000), r"width=20000 is out of range; give an integer <= 16384",
+         server_expect=r"Value 20000 bigger than max of 16384: width"),
+    Case("wide_width_not_integer", wide(width=128.5), r"width=128.5 is not an integer",
+         server_expect=r"Failed to convert an input value to a INT value: width, 128.5 \(not an integer\)"),
+    Case("wide_width_text", wide(width="wide"), r"width='wide' is not an integer",
+         server_expect=r"Failed to convert an input value to a INT value: width, wide"),
+    Case("sampler_fractional_steps", sampler(steps=2.5), r"SyncCanvas KSampler: steps=2.5 is not an integer",
+         server_expect=r"INT value: steps, 2.5 \(not an integer\)"),
     Case("wide_window_larger_than_canvas", wide(window=256), r"window 256 does not fit the canvas (height 64|width 128)"),
     Case("wide_stride_larger_than_window", wide(stride=128), r"stride 128 leaves gaps between windows of 64"),
     Case("pano360_junk_rig", pano360(rig="junk"), r"rig='junk' is not one of its options: 'synctweedies', 'stochsync'",
