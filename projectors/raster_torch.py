@@ -24,13 +24,13 @@ def rasterize_torch(vertices: np.ndarray, faces: np.ndarray, cams, h: int, w: in
     """``(face_id [N, h*w] int64 (-1 background), bary [N, h*w, 3] float32)`` for every camera."""
     verts = torch.as_tensor(np.asarray(vertices), dtype=torch.float64)
     fcs = torch.as_tensor(np.asarray(faces), dtype=torch.long)
-    ids, barys = [], []
-    for cam in cams:
+    # written view by view into the result: no final stack, whose copy of every view cannot be interrupted
+    ids = torch.empty(len(cams), h * w, dtype=torch.long)
+    barys = torch.empty(len(cams), h * w, 3, dtype=torch.float32)
+    for i, cam in enumerate(cams):
         check_cancel()
-        fid, bary = _rasterize_view(verts, fcs, cam, h, w)
-        ids.append(fid)
-        barys.append(bary)
-    return torch.stack(ids), torch.stack(barys).float()
+        ids[i], barys[i] = _rasterize_view(verts, fcs, cam, h, w)
+    return ids, barys
 
 
 def _rasterize_view(verts, faces, cam, h, w):
