@@ -13,7 +13,8 @@ whichever supported ComfyUI runs the builder, and the UI file's ``widgets_values
 ``inputs`` cannot disagree. ``--check`` writes nothing and exits 1 if a file on disk differs or is left
 over. Also writes the demo inputs the workflows load (``inputs/``: a procedural 360 depth map, a mesh, a
 splat scene); the pack copies them into ComfyUI's ``input`` folder when they are missing there.
-``--thumbnails`` makes missing thumbnails from the README figures (``docs/figures``).
+``--thumbnails`` makes missing thumbnails from the README figures (``docs/figures``); the shipped ones are
+real demo-model outputs (``scripts/make_thumbnails.py``).
 
 Defaults are the papers' (notes/prior-art.md): SyncTweedies wide image 512x3072, stride 64, 50 steps,
 CFG 7.5; SyncTweedies 360: 8 views, fov 72, 30 steps, CFG 25 with depth ControlNet (scale 0.7 -> 0.9,
