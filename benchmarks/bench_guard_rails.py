@@ -170,14 +170,25 @@ def gap_table(quick: bool) -> None:
         print(f"{name:<58} {total:>8.1f} {gap:>14.2f}  {where}", flush=True)
 
 
-def interrupt_once(quick: bool, after_s: float) -> None:
-    """The build through its (guarded) node; ComfyUI's interrupt is raised ``after_s`` into it."""
+def splat_node_inputs(quick: bool):
+    from sync_canvas.assets.splat_cameras import fit_orbit
+    from sync_canvas.assets.splat_procedural import procedural_splat_scene
+
+    scene = procedural_splat_scene(20_000, seed=0)
+    return dict(splat=scene, cameras=fit_orbit(scene.means, scene.opacities, 8 if quick else 24, 50.0, 512, 512))
+
+
+def interrupt_once(quick: bool, after_s: float, splat: bool = False) -> None:
+    """The mesh (or splat) projector build through its (guarded) node; ComfyUI's interrupt is raised
+    ``after_s`` into it."""
     import comfy.model_management as mm
 
     from sync_canvas.nodes.memory_check import _trim_heap
     from sync_canvas.nodes.mesh import SyncCanvasMeshProjector
+    from sync_canvas.nodes.splat import SyncCanvasSplatProjector
 
-    inputs = mesh_node_inputs(quick)
+    node = SyncCanvasSplatProjector if splat else SyncCanvasMeshProjector
+    inputs = splat_node_inputs(quick) if splat else mesh_node_inputs(quick)
     gc.collect()
     _trim_heap()  # the same baseline the failed run's cleanup ends with
     before = rss_mib()
@@ -195,7 +206,7 @@ def interrupt_once(quick: bool, after_s: float) -> None:
 
     def run():
         try:
-            SyncCanvasMeshProjector.execute(**inputs)
+            node.execute(**inputs)
             outcome["result"] = "finished"
         except mm.InterruptProcessingException:
             outcome["result"] = "interrupted"
@@ -216,7 +227,7 @@ def interrupt_once(quick: bool, after_s: float) -> None:
         print(f"interrupt {t_interrupt - t0:.1f} s in: the build had already finished (machine faster than the first build)")
         return
     raised = outcome.get("raised", float("nan"))
-    print(f"interrupt {t_interrupt - t0:.1f} s into the build: {outcome['result']}; took effect (raised) "
+    print(f"interrupt {t_interrupt - t0:.1f} s into the {'splat' if splat else 'mesh'} build: {outcome['result']}; took effect (raised) "
           f"{(raised - t_interrupt) * 1000:.0f} ms after the interrupt, node returned (cleanup done) "
           f"{(outcome['t'] - t_interrupt) * 1000:.0f} ms after it")
     print(f"  RSS before {before:.1f} MiB, after the failed run {after:.1f} MiB ({100 * (after - before) / before:+.2f}%)")
@@ -236,6 +247,8 @@ def main() -> None:
     gap_table(quick)
     for fraction in (0.5,) if quick else (0.15, 0.35, 0.55, 0.75):  # of the uninterrupted build time
         interrupt_once(quick, fraction * full)
+    for after_s in (3.0,) if quick else (5.0, 11.0, 17.0):  # a build of 20+ s (24 views of 512, 20k splats)
+        interrupt_once(quick, after_s, splat=True)
 
 
 if __name__ == "__main__":
