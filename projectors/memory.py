@@ -17,7 +17,7 @@ from .panorama import window_starts  # the projector's own window rule (a list o
 GIB = 1 << 30
 
 # peak bytes per view pixel while building taps (kept taps + temporaries), per projector family
-WIDE_BYTES_PER_PIXEL = 48  # index list + stack + where + weights (index_taps)
+WIDE_BYTES_PER_PIXEL = 24  # taps written in place: int64 index + float32 weight + float32 pixel weight, + headroom
 EQUIRECT_BYTES_PER_PIXEL = {"nearest": 96, "bilinear": 288}  # directions (float64), positions, taps
 MESH_BYTES_PER_PIXEL = 160  # raster buffers (face id, barycentrics, uv, normals, depth) + taps
 # splat compositing weights (projectors/splat_render.py), per (gaussian, pixel) candidate pair a view's
