@@ -66,7 +66,8 @@ def compose(pictures: list[pathlib.Path], caption: str) -> Image.Image:
     for frame in frames:
         row.paste(frame, (x, (row.height - frame.height) // 2))
         x += frame.width
-    row.thumbnail((SIZE[0], SIZE[1] - CAPTION_HEIGHT), Image.LANCZOS)
+    scale = min(SIZE[0] / row.width, (SIZE[1] - CAPTION_HEIGHT) / row.height)  # up too: demo outputs can be small
+    row = row.resize((max(1, round(row.width * scale)), max(1, round(row.height * scale))), Image.LANCZOS)
     canvas = Image.new("RGB", SIZE, "white")
     canvas.paste(row, ((SIZE[0] - row.width) // 2, (SIZE[1] - CAPTION_HEIGHT - row.height) // 2))
     draw = ImageDraw.Draw(canvas)
