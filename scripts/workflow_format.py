@@ -37,10 +37,12 @@ def input_specs(info: dict) -> list[tuple[str, object, dict]]:
 
 
 def is_widget(input_type, options: dict) -> bool:
-    """A widget (value stored in widgets_values) rather than a socket: primitive types and combos."""
+    """A widget (value stored in widgets_values) rather than a socket: primitive types and combos, and
+    newer ComfyUI's multi-type inputs that carry a widget (``widgetType``, e.g. 0.33.0's Preview3D model_file:
+    "STRING,FILE_3D_GLB,...")."""
     if options.get("forceInput"):
         return False
-    return isinstance(input_type, list) or input_type in WIDGET_TYPES
+    return isinstance(input_type, list) or input_type in WIDGET_TYPES or options.get("widgetType") in WIDGET_TYPES
 
 
 def widget_layout(info: dict) -> list[tuple[str, int]]:

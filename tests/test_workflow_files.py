@@ -342,3 +342,18 @@ def test_a_link_into_a_multi_type_input_is_accepted_like_the_editor_does():
     ui["links"][0][5] = ui["nodes"][0]["outputs"][0]["type"] = ui["nodes"][1]["inputs"][0]["type"] = "IMAGE"
     info["Src"]["output"] = ["IMAGE"]
     assert any("SaveGLB takes MESH,FILE_3D_GLB" in p for p in validate_ui_workflow(ui, info))
+
+
+def test_a_multi_type_input_with_a_widget_keeps_its_widget_value_like_the_editor_does():
+    """0.33.0's Preview3D model_file is "STRING,FILE_3D_GLB,..." with widgetType STRING: one widgets_values
+    slot, whether the widget is typed in or fed by a link (the mesh and splat workflows link it)."""
+    info = {"Preview3D": {"input": {"required": {"model_file": ["STRING,FILE_3D_GLB", {"default": "", "widgetType": "STRING"}]}},
+                          "output": []},
+            "Src": {"input": {}, "output": ["STRING"]}}
+    ui = {"last_node_id": 2, "last_link_id": 1, "version": 0.4, "links": [[1, 1, 0, 2, 0, "STRING"]], "nodes": [
+        _ui_node(1, "Src", 0, outputs=[{"name": "STRING", "type": "STRING", "links": [1]}], widgets=[]),
+        _ui_node(2, "Preview3D", 1, inputs=[{"name": "model_file", "type": "STRING", "link": 1, "widget": {"name": "model_file"}}],
+                 widgets=[""])]}
+    assert validate_ui_workflow(ui, info) == []
+    del info["Preview3D"]["input"]["required"]["model_file"][1]["widgetType"]  # a socket only: no widget value to store
+    assert any("widgets_values has 1 values" in p for p in validate_ui_workflow(ui, info))
