@@ -95,6 +95,13 @@ def check_inputs(schema, kwargs: dict) -> None:
             check_finite_tensor(node, spec.id, value)
 
 
+@functools.cache
+def schema_of(node: type[io.ComfyNode]) -> io.Schema:
+    """``node``'s schema, built once per class (a subclass may inherit a guarded execute): what changes while
+    the server runs (file lists) is ``FileChoices``, resolved by the nodes, not checked from this cache."""
+    return node.define_schema()
+
+
 def is_guarded(node: type[io.ComfyNode]) -> bool:
     execute = node.__dict__.get("execute")
     return execute is not None and bool(getattr(execute, "__func__", execute).__dict__.get("_sync_canvas_guarded"))
@@ -108,14 +115,9 @@ def guard_node(node: type[io.ComfyNode]) -> type[io.ComfyNode]:
     inner = execute.__func__
     signature = inspect.signature(inner)
 
-    schemas: dict[type, object] = {}  # per class (a subclass may inherit this execute)
-
     @functools.wraps(inner)
     def guarded(cls, *args, **kwargs):
-        # built once: what changes while the server runs (file lists) is FileChoices, not checked here
-        if cls not in schemas:
-            schemas[cls] = cls.define_schema()
-        check_inputs(schemas[cls], signature.bind_partial(cls, *args, **kwargs).arguments)
+        check_inputs(schema_of(cls), signature.bind_partial(cls, *args, **kwargs).arguments)
         try:
             # long loops in projectors/ (rasterising, splat weights, CG, fills) stop on ComfyUI's Cancel
             with cancellation(comfy.model_management.throw_exception_if_processing_interrupted):
@@ -147,17 +149,15 @@ def fractional_int_marker(nodes: list[type[io.ComfyNode]]):
     handler replaces such a value by the text ``"128.5 (not an integer)"``, which ComfyUI's conversion then
     refuses with HTTP 400 ("Failed to convert an input value to a INT value: width, 128.5 (not an integer)")."""
     by_name = {node.__name__: node for node in nodes}
-    int_inputs: dict[str, set[str]] = {}
 
     def handler(json_data: dict) -> dict:
         for item in (json_data.get("prompt") or {}).values():
             node = by_name.get(item.get("class_type")) if isinstance(item, dict) else None
             if node is None:
                 continue
-            if node.__name__ not in int_inputs:
-                int_inputs[node.__name__] = {s.id for s in node.define_schema().inputs if isinstance(s, io.Int.Input)}
+            int_inputs = {spec.id for spec in schema_of(node).inputs if isinstance(spec, io.Int.Input)}
             values = item.get("inputs") or {}
-            for name in int_inputs[node.__name__] & values.keys():
+            for name in int_inputs & values.keys():
                 value = values[name]
                 if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
                     values[name] = f"{value!r} (not an integer)"
