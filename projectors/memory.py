@@ -90,13 +90,14 @@ def mesh_texture(n_views: int, view_size: int, texture_size: int, latent_texture
     )
 
 
-def splat(n_views: int, view_hw: tuple[int, int], n_gaussians: int, pairs: tuple[int, int],
+def splat(n_views: int, view_hw: tuple[int, int], chunk_entries: int, pairs: tuple[int, int],
           twin_pairs: tuple[int, int] | None = None, twin_hw: tuple[int, int] = (0, 0)) -> MemoryEstimate:
     """A splat projector build: ``pairs`` = (pairs kept over all views, candidates of the largest view) from
     ``splat_render.footprint_pairs``; ``twin_pairs`` / ``twin_hw`` the same for its latent twin (built by the
-    sampler later, kept with it). Kept weights + the largest view's temporaries + one chunk's build."""
+    sampler later, kept with it); ``chunk_entries`` the build's (``splat_render.default_chunk_entries``).
+    Kept weights + the largest view's temporaries + one chunk's build."""
     total, largest = pairs
-    chunk = min(max(8 * n_gaussians, 1 << 20), 1 << 24, total)  # compositing_weights' chunk_entries
+    chunk = min(chunk_entries, total)
     kept = total * SPLAT_KEPT_BYTES_PER_PAIR + n_views * view_hw[0] * view_hw[1] * SPLAT_BYTES_PER_PIXEL
     temporaries = largest * SPLAT_VIEW_BYTES_PER_PAIR + chunk * SPLAT_CHUNK_BYTES_PER_ENTRY
     detail = (f"{n_views} views of {view_hw[1]}x{view_hw[0]}: {total} splat-pixel pairs x {SPLAT_KEPT_BYTES_PER_PAIR} B "

@@ -25,6 +25,9 @@ from .splat_render import composite, compositing_weights, render
 from .splat_weights import CompositingWeights
 
 
+DEFAULT_LATENT_SUPERSAMPLE = 4  # sub-pixels per latent pixel side of the latent twins (see ``latent_supersample``)
+
+
 class SplatProjector(Projector):
     """Colours ``[C, G]`` of a fixed splat scene <-> renders ``[N, C, H, W]`` from ``cameras``.
 
@@ -74,7 +77,7 @@ class SplatProjector(Projector):
         overlap_tolerance: float = 0.1,
         weights: CompositingWeights | None = None,
         supersample: int = 1,
-        latent_supersample: int = 4,
+        latent_supersample: int = DEFAULT_LATENT_SUPERSAMPLE,
         device: torch.device | str | None = None,
     ) -> None:
         if min_visibility <= 0:

@@ -8,7 +8,8 @@ import torch
 
 from ..assets.splat_cameras import SplatCameras
 from .memory import MemoryEstimate, splat as splat_memory
-from .splat_render import footprints
+from .splat import DEFAULT_LATENT_SUPERSAMPLE
+from .splat_render import default_chunk_entries, footprints
 
 
 @torch.no_grad()
@@ -38,15 +39,16 @@ def footprint_pairs(means, quats, log_scales, opacities, cameras: SplatCameras, 
 
 
 def build_estimate(means, quats, log_scales, opacities, cameras: SplatCameras, latent_factor: int | None = 8,
-                   latent_supersample: int = 4) -> MemoryEstimate:
+                   latent_supersample: int = DEFAULT_LATENT_SUPERSAMPLE) -> MemoryEstimate:
     """Memory of a ``SplatProjector`` build over ``cameras`` and, with ``latent_factor``, of the latent twin the
     sampler builds from it later (``rescaled(latent_factor)``, SplatProjector's default ``latent_supersample``),
     from a sample of the footprints: a fraction of a second however large the scene."""
     geometry = (means, quats, log_scales, opacities)
     size = (cameras.height, cameras.width)
+    chunk = default_chunk_entries(means.shape[0])
     pairs = footprint_pairs(*geometry, cameras)
     if not latent_factor or cameras.width % latent_factor or cameras.height % latent_factor:
-        return splat_memory(len(cameras), size, means.shape[0], pairs)
+        return splat_memory(len(cameras), size, chunk, pairs)
     small = cameras.rescaled(latent_factor)
     twin = footprint_pairs(*geometry, small, supersample=min(latent_supersample, latent_factor))
-    return splat_memory(len(cameras), size, means.shape[0], pairs, twin, (small.height, small.width))
+    return splat_memory(len(cameras), size, chunk, pairs, twin, (small.height, small.width))

@@ -142,6 +142,11 @@ def _view_weights(means, quats, log_scales, opacities, viewmat, K, width, height
 
 
 @torch.no_grad()
+def default_chunk_entries(n_gaussians: int) -> int:
+    """Entries per chunk of views when ``compositing_weights`` is not told: 8 per gaussian, between 2^20 and 2^24."""
+    return min(max(8 * n_gaussians, 1 << 20), 1 << 24)
+
+
 def compositing_weights(
     means: torch.Tensor,
     quats: torch.Tensor,
@@ -171,7 +176,7 @@ def compositing_weights(
     device = means.device
     means, quats, log_scales, opacities = (t.detach().float().to(device) for t in (means, quats, log_scales, opacities))
     if chunk_entries is None:
-        chunk_entries = min(max(8 * g, 1 << 20), 1 << 24)
+        chunk_entries = default_chunk_entries(g)
     if supersample < 1 or int(supersample) != supersample:
         raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
     h, w, s = cameras.height, cameras.width, int(supersample)
