@@ -64,11 +64,13 @@ def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iteratio
         hw = proj.view_hw
         target = proj.project(torch.rand(ch, g, generator=gen))
         drift = 0.05 * torch.randn(views, ch, *hw, generator=gen)
+        # once per projector and view selection (cached on the weights): coverage, block-Jacobi blocks
+        t_fixed, _ = timed(lambda: proj._fixed_terms(torch.arange(views), True))
         first = proj.aggregate(target + drift)  # the step before (cold start; fills the geometry cache)
         cold_it = proj.last_solve.iterations
         step_views = target + 0.8 * drift
         t_step, fit = timed(lambda: proj.aggregate(step_views, previous=first))
-        out[name] = {"precompute_s": t_pre, "entries": proj.weights.n_entries, "bytes": proj.weights.nbytes,
+        out[name] = {"precompute_s": t_pre, "fixed_s": t_fixed, "block": proj.weights.block_size(), "entries": proj.weights.n_entries, "bytes": proj.weights.nbytes,
                      "coverage": float(proj.coverage().float().mean()), "cold_iterations": cold_it,
                      "step_s": t_step, "step_iterations": proj.last_solve.iterations,
                      "relative_residual": proj.last_solve.relative_residual,
@@ -149,6 +151,9 @@ def splat_section(args) -> None:
     print(f"run: the mean over {len(RUN_DRIFT)} steps whose x0 views settle (drift x {RUN_DRIFT}), each warm-started "
           "from the last fit; cover: solved fraction (fitted: " + ", ".join(
               f"{r['splats']}: {r['latent']['fitted']:.3f}/{r['rgb']['fitted']:.3f}" for r in rows) + ")")
+    print("once per run: the fit's fixed terms (coverage, block-Jacobi preconditioner; block size) in s: " + ", ".join(
+        f"{r['splats']}: {r['latent']['fixed_s']:.1f} ({r['latent']['block']})/{r['rgb']['fixed_s']:.1f} ({r['rgb']['block']})"
+        for r in rows))
     print("step: one sampling step's fuse warm-started from the previous fit (CG to the default relative residual); "
           "old: per-view index_add_ + 30 CG iterations; cold start iterations: "
           + ", ".join(f"{r['splats']}: {r['latent']['cold_iterations']}/{r['rgb']['cold_iterations']}" for r in rows))

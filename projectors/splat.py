@@ -7,8 +7,9 @@ the sparse matrix of compositing weights alpha_k T_k (projectors/splat_render.py
 
 Each pixel mixes several gaussians, so the fuse A({w_i}) = argmin_z sum_i ||W_i^(1/2)(F_i z - w_i)||^2
 (SyncTweedies Eq. 7 with an n-to-1 f_i; DDR's pulled-back least-squares fit of the same problem) has no
-closed form: it is solved by Jacobi-preconditioned conjugate gradients, warm-started from the previous
-step's colours. W_i is the pixel's accumulated opacity: a half-transparent pixel is half background.
+closed form: it is solved by conjugate gradients preconditioned by the blocks of F^T W F over 16
+Morton-adjacent splats (``solve.BlockJacobi``), warm-started from the previous step's colours. W_i is the
+pixel's accumulated opacity: a half-transparent pixel is half background.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..assets.splat_cameras import SplatCameras, orbit_cameras, scene_frame
 from .base import Projector, SparseViewMap, ViewSelection, greedy_disjoint_groups, working_dtype
 from .cancel import check_cancel
 from .fill import fill_from_nearest_points
-from .solve import DEFAULT_CG_TOLERANCE, conjugate_gradient
+from .solve import DEFAULT_CG_TOLERANCE, BlockJacobi, conjugate_gradient
 from .splat_render import composite, compositing_weights, render
 from .splat_weights import CompositingWeights
 
@@ -147,20 +148,21 @@ class SplatProjector(Projector):
         """F^T W F z ``[C, G]`` (one fused product per chunk of views, see CompositingWeights.normal)."""
         return self.weights.normal(z, ids.tolist())
 
-    def _jacobi(self, ids: torch.Tensor) -> torch.Tensor:
-        """diag(F^T W F) ``[G]``: sum over pixels of W w_k^2."""
-        return self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist(), squared=True)[0]
-
-    def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(coverage ``[G]``, Jacobi diagonal ``[G]``, F^T W 1 ``[G]``) of a view selection: geometry
-        only, so cached (the sampler fuses the same selections every step)."""
-        cache = self.__dict__.setdefault("_fixed_cache", {})
+    def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, BlockJacobi, torch.Tensor]:
+        """(coverage ``[G]``, the block-Jacobi preconditioner of F^T W F on the covered gaussians, F^T W 1
+        ``[G]``) of a view selection: geometry only, so cached (the sampler fuses the same few selections
+        every step; a preconditioner holds up to 1 KiB per gaussian, so at most 4 selections are kept).
+        Kept on the weights, which copies of this projector on the same device share: a second run reuses
+        them."""
+        cache = self.weights.cache
         key = None if all_views else tuple(ids.tolist())
-        if key not in cache or cache[key][1].device != self.device:
-            if len(cache) >= 32:
+        if key not in cache:
+            if len(cache) >= 4:
                 cache.clear()
             seen = self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist())[0]
-            cache[key] = (self.coverage(ids), self._jacobi(ids), seen)
+            covered = self.coverage(ids)
+            blocks = self.weights.normal_blocks(ids.tolist())
+            cache[key] = (covered, BlockJacobi(blocks, covered, self.weights.order), seen)
         return cache[key]
 
     def aggregate(
@@ -185,9 +187,8 @@ class SplatProjector(Projector):
         work = working_dtype(w.dtype)
         wv = w.to(work)
         rhs = self.adjoint(wv * self._pixel_weights(ids, work), ids)
-        covered, diag, seen = self._fixed_terms(ids, views is None)
+        covered, precondition, seen = self._fixed_terms(ids, views is None)
         mask = covered.to(work).unsqueeze(0)
-        inv_diag = mask / diag.to(work).clamp_min(1e-12).unsqueeze(0)
         if previous is None:
             row_sum = self._normal_operator(torch.ones(1, self.canonical_size, dtype=work, device=w.device), ids)
             z = rhs / row_sum.clamp_min(1e-12) * mask
@@ -198,7 +199,7 @@ class SplatProjector(Projector):
         weak = ((seen > 0) & ~covered).unsqueeze(0)
         if bool(weak.any()):
             z = torch.where(weak, rhs / seen.to(work).clamp_min(1e-30), z)
-        z, self.last_solve = conjugate_gradient(lambda v: self._normal_operator(v, ids), rhs, z, inv_diag, mask,
+        z, self.last_solve = conjugate_gradient(lambda v: self._normal_operator(v, ids), rhs, z, precondition, mask,
                                                 tolerance, iterations)
         return z.to(w.dtype)
 

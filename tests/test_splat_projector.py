@@ -151,9 +151,10 @@ def test_csr_products_equal_the_reference_gather_scatter(scene):
 def test_tolerance_stopped_fit_equals_the_thirty_iteration_fit(projector):
     """Sampling-like steps: x0 views that change a little from step to step, each fit warm-started from
     the previous one. Compared on what the sampler uses, the fitted renders (RMS over the views' pixels
-    weighted by alpha, colours in [0, 1]): the same solver run 30 iterations is the old fit (colours
-    themselves differ by summation order: the problem is ill-conditioned); stopped at the default
-    relative residual it needs fewer iterations, says so, and renders the same views to 1e-3."""
+    weighted by alpha, colours in [0, 1]) against the old fit (Jacobi-preconditioned, 30 iterations): the
+    block-Jacobi solver run 30 iterations fits the views at least as well (colours themselves differ: the
+    problem is ill-conditioned); stopped at the default relative residual it needs fewer iterations, says
+    so, and renders the same views to 1e-3."""
     from sync_canvas.benchmarks.reference_paths import ReferenceSplat
     from sync_canvas.projectors.solve import DEFAULT_CG_TOLERANCE
 
@@ -166,17 +167,21 @@ def test_tolerance_stopped_fit_equals_the_thirty_iteration_fit(projector):
     def rms(a, b):
         return float(((projector.project(a) - projector.project(b)).pow(2) * pw).sum() / (pw.sum() * 3)) ** 0.5
 
+    def misfit(z, views):
+        return float(((projector.project(z) - views).pow(2) * pw).sum())
+
     previous = old = None
     for step in range(3):
         views = projector.project(colours) + drift * (1 - step / 3)
         same = projector.aggregate(views, previous=old, iterations=30, tolerance=0)
         assert projector.last_solve.iterations == 30
         old = ref.aggregate(views, previous=old, iterations=30)
-        assert rms(same, old) < 2e-4
+        assert misfit(same, views) <= misfit(old, views) * (1 + 1e-5)
         new = projector.aggregate(views, previous=previous)
         report = projector.last_solve
         assert report.converged and report.relative_residual <= DEFAULT_CG_TOLERANCE
-        assert 0 < report.iterations <= (30 if step == 0 else 20)  # measured: 29 cold, then 12-13 warm
+        # measured: 15 cold, then 6-7 warm (plain Jacobi needed 29, then 12-13)
+        assert 0 < report.iterations <= (20 if step == 0 else 10)
         assert rms(new, old) < 1e-3
         previous = new
     # warm-started at its own answer it stops at once

@@ -1,0 +1,110 @@
+"""The splat fit's block-Jacobi preconditioner: exact blocks of F^T W F, their regularised inverses, and a
+CG that needs fewer iterations for the same answer."""
+
+import pytest
+import torch
+
+from sync_canvas.assets.splat_cameras import fit_orbit
+from sync_canvas.assets.splat_procedural import procedural_splat_scene
+from sync_canvas.projectors.solve import BlockJacobi, conjugate_gradient
+from sync_canvas.projectors.splat import SplatProjector
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def projector():
+    scene = procedural_splat_scene(600, seed=1)
+    cams = fit_orbit(scene.means, scene.opacities, n_views=5, width=40, height=40)
+    return SplatProjector.from_scene(scene, cams)
+
+
+def dense_normal(projector, views):
+    """F^T W F ``[G, G]`` float64 in the weights' column order, from the dense forward matrices."""
+    wts = projector.weights
+    rows = torch.cat([c.forward.to_dense() for c in wts.chunks]).double().reshape(wts.n_views, -1, wts.n_gaussians)
+    f = rows[views].reshape(-1, wts.n_gaussians)
+    return f.T @ (wts.alpha[views].reshape(-1, 1).double() * f)
+
+
+def block_diagonal(a, block):
+    g = a.shape[0]
+    out = torch.zeros(-(-g // block), block, block, dtype=a.dtype)
+    for k in range(out.shape[0]):
+        lo, hi = k * block, min(k * block + block, g)
+        out[k, : hi - lo, : hi - lo] = a[lo:hi, lo:hi]
+    return out
+
+
+@pytest.mark.parametrize("views", [[0, 1, 2, 3, 4], [3, 1]])
+@pytest.mark.parametrize("block", [1, 8, 16])
+def test_blocks_are_the_block_diagonal_of_the_normal_matrix(projector, views, block):
+    blocks = projector.weights.normal_blocks(views, block=block, slice_entries=5000)  # many row slices
+    expected = block_diagonal(dense_normal(projector, views), block)
+    assert blocks.dtype == torch.float32 and blocks.shape == expected.shape
+    torch.testing.assert_close(blocks.double(), expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-5)
+    if block > 1:  # off-diagonal couplings exist: the blocks are not a diagonal
+        assert float(expected[:, 0, 1:].abs().max()) > 0
+
+
+def test_block_jacobi_inverts_each_block_on_the_solved_unknowns():
+    gen = torch.Generator().manual_seed(0)
+    g, b = 10, 4
+    factors = torch.randn(3, b, b, generator=gen, dtype=torch.float64)
+    blocks = factors @ factors.transpose(1, 2) + torch.eye(b)
+    blocks[2, 1] = blocks[2, :, 1] = 0  # a singular block (an unknown no pixel sees)
+    mask = torch.ones(g, dtype=torch.bool)
+    mask[5] = False
+    order = torch.randperm(g, generator=gen)
+    pre = BlockJacobi(blocks.float().clone(), mask, order, ridge=0.0)
+    r = torch.randn(2, g, generator=gen)
+    y = pre(r)
+    inner = r[:, order]  # the blocks' numbering
+    expected = torch.zeros(2, 12)
+    solved = torch.zeros(12, dtype=torch.bool)
+    solved[:g] = mask[order]
+    for k in range(2):  # regular blocks: the inverse of the block restricted to its solved unknowns
+        keep = solved[k * b : k * b + b]
+        sub = blocks[k][keep][:, keep]
+        expected[:, k * b : k * b + b][:, keep] = torch.linalg.solve(sub, inner[:, k * b : k * b + b][:, keep].double().T).T.float()
+    # the singular block (unknowns 8, 9 and two padding slots; 9 has a zero row) falls back to its diagonal
+    d = blocks[2].diagonal()
+    expected[:, 8:10] = inner[:, 8:10] * torch.where(d[:2] > 0, 1 / d[:2].clamp_min(1e-30), 0).float()
+    back = torch.empty_like(y).index_copy_(1, order, expected[:, :g])
+    torch.testing.assert_close(y, back, atol=1e-4, rtol=1e-4)
+    assert float(y[:, 5].abs().max()) == 0  # unsolved unknowns get no update
+    # the singular block never gives inf / nan
+    assert torch.isfinite(pre.inverse).all()
+
+
+def test_block_jacobi_cg_reaches_the_jacobi_answer_in_fewer_iterations(projector):
+    gen = torch.Generator().manual_seed(2)
+    views = projector.project(torch.rand(3, 600, generator=gen)) + 0.05 * torch.randn(5, 3, 40, 40, generator=gen)
+    ids = torch.arange(5)
+    rhs = projector.adjoint(views * projector.alpha_maps(), ids)
+    covered = projector.coverage()
+    mask = covered.float().unsqueeze(0)
+    jacobi = mask / projector.weights.normal_blocks(block=1).reshape(-1)[:600].index_select(
+        0, torch.argsort(projector.weights.order)).clamp_min(1e-12).unsqueeze(0)
+    block = BlockJacobi(projector.weights.normal_blocks(block=16), covered, projector.weights.order)
+
+    def operator(v):
+        return projector._normal_operator(v, ids)
+
+    start = torch.zeros(3, 600)
+    z_j, rep_j = conjugate_gradient(operator, rhs, start, jacobi, mask, 1e-5, 500)
+    z_b, rep_b = conjugate_gradient(operator, rhs, start, block, mask, 1e-5, 500)
+    assert rep_j.converged and rep_b.converged
+    assert rep_b.iterations < 0.75 * rep_j.iterations
+    pw = projector.alpha_maps()
+    diff = (projector.project(z_b) - projector.project(z_j)).pow(2) * pw
+    assert float(diff.sum() / (pw.sum() * 3)) ** 0.5 < 1e-4
+
+
+def test_fixed_terms_are_built_once_and_shared_by_the_runs_copies(projector):
+    projector.weights.cache.clear()
+    first = projector._fixed_terms(torch.arange(5), True)
+    copy = projector.to("cpu", copy=True)  # what each sampling run works on
+    assert copy is not projector and copy.weights is projector.weights
+    assert copy._fixed_terms(torch.arange(5), True) is first
+    assert projector.weights.block_size() in (1, 2, 4, 8, 16)
