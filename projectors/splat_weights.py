@@ -212,8 +212,9 @@ class CompositingWeights:
 
     def normal_blocks(self, views=None, block: int | None = None, slice_entries: int = 1 << 22) -> torch.Tensor:
         """The diagonal blocks of F^T W F in the matrices' column order: ``[ceil(G/block), block, block]``
-        float32 (a preconditioner's accuracy is plenty; 256 MiB at 1M splats and blocks of 8), block k coupling columns ``k*block .. k*block+block-1`` (the block-Jacobi preconditioner
-        of the splat fit, ``solve.BlockJacobi``; ``block=1`` is the Jacobi diagonal).
+        float32 (a preconditioner's accuracy is plenty), block k coupling columns ``k*block .. k*block+block-1``
+        (the block-Jacobi preconditioner of the splat fit, ``solve.BlockJacobi``; ``block=1`` is the Jacobi
+        diagonal; ``None``: ``block_size()``).
 
         Entry (a, b) of a block sums W_p F_pa F_pb over the pixels p where both gaussians are composited:
         each pixel row's entries are grouped by block and every pair within a group is added. Columns are
