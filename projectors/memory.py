@@ -28,6 +28,13 @@ SPLAT_KEPT_BYTES_PER_PAIR = 20
 SPLAT_VIEW_BYTES_PER_PAIR = 200
 SPLAT_CHUNK_BYTES_PER_ENTRY = 60  # a chunk's pending lists (20) + building its transpose (40)
 SPLAT_BYTES_PER_PIXEL = 32
+# the fit's block-Jacobi preconditioner (splat_weights.normal_blocks, solve.BlockJacobi), built with the
+# projector: 4 b^2 bytes per gaussian, b the largest power of two <= 16 keeping it within half the weights;
+# while building, a slice of <= 2^22 entries' pair temporaries and a batch of <= 2^14 float64 Choleskys
+SPLAT_BLOCK_BYTES_PER_ENTRY = 100
+SPLAT_BLOCK_SLICE = 1 << 22
+SPLAT_CHOLESKY_BYTES_PER_ELEMENT = 40
+SPLAT_CHOLESKY_BATCH = 1 << 14
 FILL_BYTES_PER_TEXEL = 56  # Voronoi fill: EDT distances (float64) + two int64 index planes + mask
 STATE_COPIES = 8  # sampler buffers per view element: x, x0, eps, noise, fused, previous, ... (float32)
 
@@ -90,22 +97,40 @@ def mesh_texture(n_views: int, view_size: int, texture_size: int, latent_texture
     )
 
 
+def splat_preconditioner(n_gaussians: int, weight_bytes: int, entries: int) -> tuple[int, int]:
+    """(kept, temporary) bytes of a splat projector's block-Jacobi preconditioner, for weights of
+    ``weight_bytes`` holding ``entries`` (``CompositingWeights.block_size``'s rule)."""
+    b = 16
+    while b > 1 and 4 * b * b * n_gaussians > weight_bytes // 2:
+        b //= 2
+    kept = 4 * b * b * n_gaussians
+    batch = min(-(-n_gaussians // b), SPLAT_CHOLESKY_BATCH) * b * b * SPLAT_CHOLESKY_BYTES_PER_ELEMENT
+    return kept, min(entries, SPLAT_BLOCK_SLICE) * SPLAT_BLOCK_BYTES_PER_ENTRY + batch
+
+
 def splat(n_views: int, view_hw: tuple[int, int], chunk_entries: int, pairs: tuple[int, int],
-          twin_pairs: tuple[int, int] | None = None, twin_hw: tuple[int, int] = (0, 0)) -> MemoryEstimate:
+          twin_pairs: tuple[int, int] | None = None, twin_hw: tuple[int, int] = (0, 0),
+          n_gaussians: int = 0) -> MemoryEstimate:
     """A splat projector build: ``pairs`` = (pairs kept over all views, candidates of the largest view) from
     ``splat_render.footprint_pairs``; ``twin_pairs`` / ``twin_hw`` the same for its latent twin (built by the
     sampler later, kept with it); ``chunk_entries`` the build's (``splat_render.default_chunk_entries``).
-    Kept weights + the largest view's temporaries + one chunk's build."""
+    Kept weights and preconditioners + the largest of: the largest view's temporaries with one chunk's
+    build, a preconditioner's build."""
     total, largest = pairs
     chunk = min(chunk_entries, total)
-    kept = total * SPLAT_KEPT_BYTES_PER_PAIR + n_views * view_hw[0] * view_hw[1] * SPLAT_BYTES_PER_PIXEL
-    temporaries = largest * SPLAT_VIEW_BYTES_PER_PAIR + chunk * SPLAT_CHUNK_BYTES_PER_ENTRY
+    weights = total * SPLAT_KEPT_BYTES_PER_PAIR + n_views * view_hw[0] * view_hw[1] * SPLAT_BYTES_PER_PIXEL
+    blocks, block_build = splat_preconditioner(n_gaussians, weights, total)
+    kept = weights + blocks
+    temporaries = max(largest * SPLAT_VIEW_BYTES_PER_PAIR + chunk * SPLAT_CHUNK_BYTES_PER_ENTRY, block_build)
     detail = (f"{n_views} views of {view_hw[1]}x{view_hw[0]}: {total} splat-pixel pairs x {SPLAT_KEPT_BYTES_PER_PAIR} B "
-              f"+ {SPLAT_VIEW_BYTES_PER_PAIR} B x {largest} pairs of the largest view while building")
+              f"+ {SPLAT_VIEW_BYTES_PER_PAIR} B x {largest} pairs of the largest view while building"
+              f" + the fit's preconditioner ({blocks / 2**20:.0f} MiB)")
     if twin_pairs is not None:
-        kept += twin_pairs[0] * SPLAT_KEPT_BYTES_PER_PAIR + n_views * twin_hw[0] * twin_hw[1] * SPLAT_BYTES_PER_PIXEL
-        temporaries = max(temporaries, twin_pairs[1] * SPLAT_VIEW_BYTES_PER_PAIR)
-        detail += f" + the latent twin's {twin_pairs[0]} pairs"
+        twin = twin_pairs[0] * SPLAT_KEPT_BYTES_PER_PAIR + n_views * twin_hw[0] * twin_hw[1] * SPLAT_BYTES_PER_PIXEL
+        twin_blocks, twin_block_build = splat_preconditioner(n_gaussians, twin, twin_pairs[0])
+        kept += twin + twin_blocks
+        temporaries = max(temporaries, twin_pairs[1] * SPLAT_VIEW_BYTES_PER_PAIR, twin_block_build)
+        detail += f" + the latent twin's {twin_pairs[0]} pairs and preconditioner"
     return MemoryEstimate(int(kept + temporaries), detail,
                           "lower view_size or views (SyncCanvas Splat Camera Orbit), or use a smaller scene")
 

@@ -82,7 +82,7 @@ class BlockJacobi:
     if its Cholesky still fails. Applies to ``[C, G]`` in the caller's numbering."""
 
     def __init__(self, blocks: torch.Tensor, mask: torch.Tensor, order: torch.Tensor | None = None,
-                 ridge: float = 1e-4, batch: int = 1 << 16) -> None:
+                 ridge: float = 1e-4, batch: int = 1 << 14) -> None:
         k, b, _ = blocks.shape
         g = len(mask)
         solved = mask if order is None else mask.index_select(0, order)
@@ -107,12 +107,9 @@ class BlockJacobi:
                 inv[failed] = torch.diag_embed(torch.where(d > 0, 1 / d.clamp_min(1e-300), torch.zeros_like(d)))
             self.inverse[s : s + batch] = inv * outer  # float32: plenty for a preconditioner, half the memory
         self.order, self.size = order, g
-        self._cast = {}
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
-        if r.dtype not in self._cast:
-            self._cast[r.dtype] = self.inverse.to(r.dtype)
-        inv = self._cast[r.dtype]
+        inv = self.inverse.to(r.dtype)  # never written: copies of a projector share it
         k, b, _ = inv.shape
         inner = r if self.order is None else r.index_select(1, self.order)
         padded = torch.zeros(r.shape[0], k * b, dtype=r.dtype, device=r.device)

@@ -98,6 +98,8 @@ class SplatProjector(Projector):
         self.weights = wts
         dominant = _dominant_taps(wts)
         super().__init__(dominant, (cameras.height, cameras.width), (wts.n_gaussians,), nearest=dominant)
+        # every run fits over all views (at least the final colour fit): its fixed terms are part of the build
+        self._fixed_terms(torch.arange(len(cameras), device=wts.device), all_views=True)
 
     @classmethod
     def from_scene(cls, scene, cameras: SplatCameras, **kwargs) -> "SplatProjector":
@@ -152,8 +154,8 @@ class SplatProjector(Projector):
         """(coverage ``[G]``, the block-Jacobi preconditioner of F^T W F on the covered gaussians, F^T W 1
         ``[G]``) of a view selection: geometry only, so cached (the sampler fuses the same few selections
         every step; a preconditioner holds up to 1 KiB per gaussian, so at most 4 selections are kept).
-        Kept on the weights, which copies of this projector on the same device share: a second run reuses
-        them."""
+        Kept on the weights: the all-views terms are built with the projector, and a run's copy on the same
+        device starts from them (adding its own selections to its own cache)."""
         cache = self.weights.cache
         key = None if all_views else tuple(ids.tolist())
         if key not in cache:

@@ -48,7 +48,7 @@ def build_estimate(means, quats, log_scales, opacities, cameras: SplatCameras, l
     chunk = default_chunk_entries(means.shape[0])
     pairs = footprint_pairs(*geometry, cameras)
     if not latent_factor or cameras.width % latent_factor or cameras.height % latent_factor:
-        return splat_memory(len(cameras), size, chunk, pairs)
+        return splat_memory(len(cameras), size, chunk, pairs, n_gaussians=means.shape[0])
     small = cameras.rescaled(latent_factor)
     twin = footprint_pairs(*geometry, small, supersample=min(latent_supersample, latent_factor))
-    return splat_memory(len(cameras), size, chunk, pairs, twin, (small.height, small.width))
+    return splat_memory(len(cameras), size, chunk, pairs, twin, (small.height, small.width), n_gaussians=means.shape[0])

@@ -73,8 +73,8 @@ class CompositingWeights:
     width: int
     n_gaussians: int
     order: torch.Tensor | None = None
-    # geometry-only terms of the fit per view selection (SplatProjector._fixed_terms): on the weights, so
-    # the projector's per-run copies (same device) find them
+    # geometry-only terms of the fit per view selection (SplatProjector._fixed_terms): a copy on the same
+    # device starts with the original's entries and adds its own to a dict of its own
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _inward(self, rows: torch.Tensor) -> torch.Tensor:
@@ -121,11 +121,10 @@ class CompositingWeights:
         return pixel, gaussian if self.order is None else self.order[gaussian], c.forward.values()[s:e]
 
     def to(self, device) -> "CompositingWeights":
-        if torch.device(device) == self.device:
-            return self
+        same = self.alpha.to(device).device == self.device
         return CompositingWeights([c.to(device) for c in self.chunks], self.alpha.to(device), self.depth.to(device),
                                   self.height, self.width, self.n_gaussians,
-                                  None if self.order is None else self.order.to(device))
+                                  None if self.order is None else self.order.to(device), dict(self.cache) if same else {})
 
     def _groups(self, views) -> list[tuple[ViewChunk, list[int], list[int]]]:
         """(chunk, positions in ``views``, views) for each chunk the selection touches."""

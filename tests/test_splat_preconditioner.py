@@ -101,10 +101,15 @@ def test_block_jacobi_cg_reaches_the_jacobi_answer_in_fewer_iterations(projector
     assert float(diff.sum() / (pw.sum() * 3)) ** 0.5 < 1e-4
 
 
-def test_fixed_terms_are_built_once_and_shared_by_the_runs_copies(projector):
-    projector.weights.cache.clear()
-    first = projector._fixed_terms(torch.arange(5), True)
+def test_fixed_terms_come_with_the_build_and_a_runs_copy_reuses_them_without_writing_back(projector):
+    """The all-views terms (every run fits over all views at least once) are built with the projector;
+    a run's copy starts from them, and what it adds (another selection) stays in the copy."""
+    first = projector.weights.cache[None]
+    assert isinstance(first[1], BlockJacobi)
+    assert projector._fixed_terms(torch.arange(5), True) is first
     copy = projector.to("cpu", copy=True)  # what each sampling run works on
-    assert copy is not projector and copy.weights is projector.weights
+    assert copy is not projector and copy.weights is not projector.weights
     assert copy._fixed_terms(torch.arange(5), True) is first
+    copy._fixed_terms(torch.tensor([1, 3]), False)
+    assert (1, 3) in copy.weights.cache and (1, 3) not in projector.weights.cache
     assert projector.weights.block_size() in (1, 2, 4, 8, 16)
