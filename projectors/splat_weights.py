@@ -248,29 +248,28 @@ class CompositingWeights:
 
 def _add_pairs(out, row, col, val, row_weight, n_blocks: int, block: int) -> None:
     """Adds W_row * val_a * val_b into ``out`` (flat ``[n_blocks, block, block]``) for every pair (a, b) of
-    entries (row ``[E]``, col ``[E]``, val ``[E]``) sharing a row and a column block.
+    entries (row ``[E]`` ascending, col ``[E]``, val ``[E]``) sharing a row and a column block.
 
     Sorted by (block, row), a group's entries are contiguous, so the pairs m apart are where the key
-    equals the key m places on, for m up to the longest group (<= block)."""
-    n_rows = int(row_weight.numel())
-    # by block first: the scatter into ``out`` then walks it in order instead of jumping between blocks
-    key, order = torch.sort(col // block * n_rows + row)
-    col = col.index_select(0, order)
-    val = val.index_select(0, order) * row_weight.index_select(0, row.index_select(0, order)).sqrt()
+    equals the key m places on, for m up to the longest group (<= block); block-major, the scatter into
+    ``out`` walks it in order instead of jumping between blocks."""
+    val = val * row_weight.index_select(0, row).sqrt()  # rows ascending: a sequential read
     lane = col % block
-    base = (col - lane) * block  # the block's first element in ``out``
-    out.index_add_(0, base + lane * (block + 1), val * val)
-    first = torch.arange(len(key) - 1, device=key.device)
-    for m in range(1, len(key)):
-        # a pair m + 1 apart starts where one m apart does (the key is sorted): the candidates only shrink
-        first = first[: int(torch.searchsorted(first, len(key) - m))]  # those with an entry m on
-        first = first.index_select(0, torch.nonzero(key.index_select(0, first + m) == key.index_select(0, first)).squeeze(1))
+    out.index_add_(0, (col - lane) * block + lane * (block + 1), val * val)  # the diagonal: a = b
+    key, order = torch.sort(col // block * int(row_weight.numel()) + row)
+    col, val = col.index_select(0, order), val.index_select(0, order)
+    first = torch.nonzero(key[1:] == key[:-1]).squeeze(1)
+    for m in range(1, block):
+        if m > 1:  # a pair m apart starts where one m - 1 apart does (the key is sorted): candidates shrink
+            first = first[: int(torch.searchsorted(first, len(key) - m))]  # those with an entry m on
+            first = first.index_select(0, torch.nonzero(key.index_select(0, first + m) == key.index_select(0, first)).squeeze(1))
         if len(first) == 0:
             break
-        second = first + m
-        la, lb, at = lane.index_select(0, first), lane.index_select(0, second), base.index_select(0, first)
-        prod = val.index_select(0, first) * val.index_select(0, second)
-        out.index_add_(0, torch.cat([at + la * block + lb, at + lb * block + la]), torch.cat([prod, prod]))
+        a, b = col.index_select(0, first), col.index_select(0, first + m)
+        prod = val.index_select(0, first) * val.index_select(0, first + m)
+        lane_a, lane_b = a % block, b % block
+        at = (a - lane_a) * block
+        out.index_add_(0, torch.cat([at + lane_a * block + lane_b, at + lane_b * block + lane_a]), torch.cat([prod, prod]))
 
 
 def _build_chunk(start: int, parts: list, p: int, g: int) -> ViewChunk:
