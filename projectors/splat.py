@@ -151,19 +151,23 @@ class SplatProjector(Projector):
         return self.weights.normal(z, ids.tolist())
 
     def _fixed_terms(self, ids: torch.Tensor, all_views: bool) -> tuple[torch.Tensor, BlockJacobi, torch.Tensor]:
-        """(coverage ``[G]``, the block-Jacobi preconditioner of F^T W F on the covered gaussians, F^T W 1
-        ``[G]``) of a view selection: geometry only, so cached (the sampler fuses the same few selections
-        every step; a preconditioner holds up to 1 KiB per gaussian, so at most 4 selections are kept).
-        Kept on the weights: the all-views terms are built with the projector, and a run's copy on the same
-        device starts from them (adding its own selections to its own cache)."""
+        """(coverage ``[G]``, the preconditioner of F^T W F on the covered gaussians, F^T W 1 ``[G]``) of a
+        view selection: geometry only, so cached on the weights. All views: blocks of
+        ``weights.block_size()`` gaussians, built with the projector (every run fits over all views, at
+        least for its final colours); a run's copy on the same device starts from them and adds its own
+        selections to its own cache. Other selections (StochSync's view groups, a cycle of up to dozens):
+        the Jacobi diagonal, one pass over their weights instead of a block build each (tens of seconds
+        at 512^2), up to 32 of them kept."""
         cache = self.weights.cache
         key = None if all_views else tuple(ids.tolist())
         if key not in cache:
-            if len(cache) >= 4:
-                cache.clear()
+            subsets = [k for k in cache if k is not None]
+            if len(subsets) >= 32:
+                for k in subsets:
+                    del cache[k]
             seen = self.weights.spread(self._pixel_weights(ids, torch.float32), ids.tolist())[0]
             covered = self.coverage(ids)
-            blocks = self.weights.normal_blocks(ids.tolist())
+            blocks = self.weights.normal_blocks(ids.tolist(), block=None if all_views else 1)
             cache[key] = (covered, BlockJacobi(blocks, covered, self.weights.order), seen)
         return cache[key]
 

@@ -256,6 +256,8 @@ def _add_pairs(out, row, col, val, row_weight, n_blocks: int, block: int) -> Non
     val = val * row_weight.index_select(0, row).sqrt()  # rows ascending: a sequential read
     lane = col % block
     out.index_add_(0, (col - lane) * block + lane * (block + 1), val * val)  # the diagonal: a = b
+    if block == 1:
+        return
     key, order = torch.sort(col // block * int(row_weight.numel()) + row)
     col, val = col.index_select(0, order), val.index_select(0, order)
     first = torch.nonzero(key[1:] == key[:-1]).squeeze(1)

@@ -110,6 +110,11 @@ def test_fixed_terms_come_with_the_build_and_a_runs_copy_reuses_them_without_wri
     copy = projector.to("cpu", copy=True)  # what each sampling run works on
     assert copy is not projector and copy.weights is not projector.weights
     assert copy._fixed_terms(torch.arange(5), True) is first
-    copy._fixed_terms(torch.tensor([1, 3]), False)
+    part = copy._fixed_terms(torch.tensor([1, 3]), False)
     assert (1, 3) in copy.weights.cache and (1, 3) not in projector.weights.cache
+    # a view subset (StochSync's groups cycle through many) gets the Jacobi diagonal, cheap to build
+    assert part[1].inverse.shape[1:] == (1, 1) and first[1].inverse.shape[1] > 1
+    for k in range(40):  # more subsets than the cache keeps: the all-views terms are never evicted
+        copy._fixed_terms(torch.tensor([k % 5, (k + 1 + k // 5) % 5]), False)
+    assert copy.weights.cache[None] is first and len(copy.weights.cache) <= 33
     assert projector.weights.block_size() in (1, 2, 4, 8, 16)
