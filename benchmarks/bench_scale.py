@@ -36,14 +36,28 @@ sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (imports the pack as `sync_canvas`)
 
 
+DEVICE = torch.device("cpu")  # --device: where the splat section builds and fits (cuda on a lent GPU)
+
+
 def timed(fn):
+    sync()
     start = time.perf_counter()
     out = fn()
+    sync()
     return time.perf_counter() - start, out
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def peak_device_gib() -> float | None:
+    return torch.cuda.max_memory_allocated(DEVICE) / 2**30 if DEVICE.type == "cuda" else None
 
 
 # ---- splats ------------------------------------------------------------------------------------
@@ -60,13 +74,13 @@ def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iteratio
     out = {"splats": g, "views": views, "size": size}
     gen = torch.Generator().manual_seed(0)
     for name, cam, ch in (("latent", cams.rescaled(8), 4), ("rgb", cams, 3)):
-        t_pre, proj = timed(lambda: SplatProjector.from_scene(scene, cam))
+        t_pre, proj = timed(lambda: SplatProjector.from_scene(scene, cam, device=DEVICE))
         hw = proj.view_hw
-        target = proj.project(torch.rand(ch, g, generator=gen))
-        drift = 0.05 * torch.randn(views, ch, *hw, generator=gen)
+        target = proj.project(torch.rand(ch, g, generator=gen).to(DEVICE))
+        drift = 0.05 * torch.randn(views, ch, *hw, generator=gen).to(DEVICE)
         # the fit's fixed terms (coverage, block-Jacobi blocks), part of the build: timed again on their own
         proj.weights.cache.clear()
-        t_fixed, _ = timed(lambda: proj._fixed_terms(torch.arange(views), True))
+        t_fixed, _ = timed(lambda: proj._fixed_terms(torch.arange(views, device=DEVICE), True))
         first = proj.aggregate(target + drift)  # the step before (cold start; fills the geometry cache)
         cold_it = proj.last_solve.iterations
         step_views = target + 0.8 * drift
@@ -85,7 +99,8 @@ def splat_child(g: int, views: int, size: int, reference: bool, ref_rgb_iteratio
         out[name].update(run_s=sum(run_s) / len(run_s), run_iterations=run_it)
         del z
         out[name]["peak_rss_gib"] = peak_rss_gib()  # before any reference copy exists
-        if reference:
+        out[name]["peak_device_gib"] = peak_device_gib()
+        if reference and DEVICE.type == "cpu":  # the old paths ran on the CPU only
             ref = ReferenceSplat(proj)
             k = 30 if name == "latent" else ref_rgb_iterations
             t_setup, _ = timed(lambda: ref.aggregate(step_views, previous=first, iterations=0))
@@ -108,9 +123,10 @@ def unet_seconds_per_view(latent: int) -> float:
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8).eval()
-    x = torch.randn(1, 4, latent, latent)
-    ctx = torch.randn(1, 77, 768)
+    dtype = torch.float16 if DEVICE.type == "cuda" else torch.float32  # what GPU users run
+    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8).eval().to(DEVICE, dtype)
+    x = torch.randn(1, 4, latent, latent, device=DEVICE, dtype=dtype)
+    ctx = torch.randn(1, 77, 768, device=DEVICE, dtype=dtype)
     with torch.inference_mode():
         unet(x, 500, encoder_hidden_states=ctx)  # warm-up
         seconds, _ = timed(lambda: unet(x, 500, encoder_hidden_states=ctx))
@@ -121,7 +137,8 @@ def splat_section(args) -> None:
     rows = []
     for g in args.splats:
         cmd = [sys.executable, __file__, "--child", str(g), "--views", str(args.views), "--size", str(args.size),
-               "--ref-rgb-iterations", str(args.ref_rgb_iterations)] + (["--no-reference"] if args.no_reference else [])
+               "--ref-rgb-iterations", str(args.ref_rgb_iterations), "--device", str(DEVICE)] + (
+                   ["--no-reference"] if args.no_reference else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{g} splats: failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
@@ -152,6 +169,9 @@ def splat_section(args) -> None:
     print(f"run: the mean over {len(RUN_DRIFT)} steps whose x0 views settle (drift x {RUN_DRIFT}), each warm-started "
           "from the last fit; cover: solved fraction (fitted: " + ", ".join(
               f"{r['splats']}: {r['latent']['fitted']:.3f}/{r['rgb']['fitted']:.3f}" for r in rows) + ")")
+    if any(r[name].get("peak_device_gib") for r in rows for name in ("latent", "rgb")):
+        print("peak device memory GiB (latent/rgb): " + ", ".join(
+            f"{r['splats']}: {r['latent']['peak_device_gib']:.2f}/{r['rgb']['peak_device_gib']:.2f}" for r in rows))
     print("of the precompute: the fit's fixed terms (coverage, block-Jacobi preconditioner; block size) in s: " + ", ".join(
         f"{r['splats']}: {r['latent']['fixed_s']:.1f} ({r['latent']['block']})/{r['rgb']['fixed_s']:.1f} ({r['rgb']['block']})"
         for r in rows))
@@ -277,9 +297,13 @@ def main() -> None:
     parser.add_argument("--skip-unet", action="store_true")
     parser.add_argument("--no-reference", action="store_true", help="skip the old paths (they need a second copy of the weights)")
     parser.add_argument("--ref-rgb-iterations", type=int, default=2, help="old RGB fit timed over this many iterations, scaled to 30")
+    parser.add_argument("--device", default="cpu", help="splat section: build and fit on this device (e.g. cuda; "
+                        "the model step then times an fp16 UNet there, the old paths are skipped)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--fill-child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     args.splats = args.splats or ([100_000, 300_000, 1_000_000] if args.full else [20_000, 60_000])
     args.views = args.views or (50 if args.full else 16)
     args.size = args.size or (512 if args.full else 256)
@@ -289,7 +313,8 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(splat_child(args.child, args.views, args.size, not args.no_reference, args.ref_rgb_iterations)))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+          f"splat device {DEVICE}" + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""))
     if args.section in ("all", "mesh"):
         mesh_section(args)
     if args.section in ("all", "pano"):
