@@ -17,6 +17,7 @@ from .base import working_dtype
 from .cancel import check_cancel
 from .sparse import csr, csr_from_entries
 
+BLOCK_SAMPLES = 512  # entries per gaussian the preconditioner's pairs are summed over, about (``normal_blocks``)
 MAX_BLOCK = 16  # gaussians per block of the fit's block-Jacobi preconditioner (``normal_blocks``), at most
 
 
@@ -209,7 +210,8 @@ class CompositingWeights:
             b //= 2
         return b
 
-    def normal_blocks(self, views=None, block: int | None = None, slice_entries: int = 1 << 22) -> torch.Tensor:
+    def normal_blocks(self, views=None, block: int | None = None, slice_entries: int = 1 << 22,
+                      stride: int | None = None) -> torch.Tensor:
         """The diagonal blocks of F^T W F in the matrices' column order: ``[ceil(G/block), block, block]``
         float32 (a preconditioner's accuracy is plenty), block k coupling columns ``k*block .. k*block+block-1``
         (the block-Jacobi preconditioner of the splat fit, ``solve.BlockJacobi``; ``block=1`` is the Jacobi
@@ -219,12 +221,26 @@ class CompositingWeights:
         each pixel row's entries are grouped by block and every pair within a group is added. Columns are
         Morton-ordered, so a block holds gaussians close in 3-D, the ones that share pixels and whose
         colours the views tell apart worst. Rows are taken ``slice_entries`` entries at a time, which
-        bounds the pair temporaries."""
+        bounds the pair temporaries.
+
+        stride: the pairs are summed over one pixel row in ``stride`` (hashed, so no image column is
+        skipped throughout) and each block rescaled to the exact diagonal (S B S, S diagonal: still
+        positive semi-definite); ``None``: enough rows for about ``BLOCK_SAMPLES`` entries per gaussian
+        (1 for latent views; large splats at 512^2 have thousands of entries each, and a 6000-splat scene
+        at 50 views of 512^2 spent 38 s on exact blocks, 4 s on the diagonal alone). Measured (CG to 1e-5,
+        1000 splats, 8 views of 128^2, 1666 entries each): 41 iterations with exact blocks, 40 / 40 / 42
+        with strides 2 / 4 / 8, 69 with the Jacobi diagonal; with only ~100 entries per gaussian sampled
+        the blocks get worse than the diagonal, hence the target of 512."""
         block = self.block_size() if block is None else int(block)
         n_blocks = -(-self.n_gaussians // block)
+        groups = self._groups(views)
+        if stride is None:
+            selected = sum(c.forward.values().numel() * len(ids) / (c.stop - c.start) for c, _, ids in groups)
+            stride = max(1, int(selected // (BLOCK_SAMPLES * max(self.n_gaussians, 1)))) if block > 1 else 1
         out = torch.zeros(n_blocks * block * block, dtype=torch.float32, device=self.device)
+        exact = torch.zeros(n_blocks * block, dtype=torch.float32, device=self.device) if stride > 1 else None
         p = self.height * self.width
-        for c, _, ids in self._groups(views):
+        for c, _, ids in groups:
             pw = torch.zeros(c.stop - c.start, p, device=self.device)
             local = torch.tensor(ids, device=self.device) - c.start
             pw[local] = self.alpha[c.start : c.stop][local]
@@ -240,10 +256,21 @@ class CompositingWeights:
                 if e > s:
                     row = torch.repeat_interleave(torch.arange(row0, row1, device=self.device),
                                                   crow[row0 : row1 + 1].diff().long())
-                    _add_pairs(out, row, c.forward.col_indices()[s:e].long(), c.forward.values()[s:e].float(),
-                               pw, n_blocks, block)
+                    col, val = c.forward.col_indices()[s:e].long(), c.forward.values()[s:e].float()
+                    if exact is not None:
+                        exact.index_add_(0, col, val * val * pw.index_select(0, row))
+                        keep = torch.nonzero(((row * 2654435761) % (1 << 32) >> 8) % stride == 0).squeeze(1)
+                        row, col, val = row.index_select(0, keep), col.index_select(0, keep), val.index_select(0, keep)
+                    _add_pairs(out, row, col, val, pw, n_blocks, block)
                 row0 = row1
-        return out.reshape(n_blocks, block, block)
+        blocks = out.reshape(n_blocks, block, block)
+        if exact is not None:  # S B S with S = sqrt(exact / sampled diagonal); unsampled gaussians: exact diagonal
+            sampled = blocks.diagonal(dim1=1, dim2=2)
+            exact = exact.reshape(n_blocks, block)
+            scale = torch.where(sampled > 0, (exact / sampled.clamp_min(1e-30)).sqrt(), torch.zeros_like(sampled))
+            blocks *= scale.unsqueeze(2) * scale.unsqueeze(1)
+            blocks.diagonal(dim1=1, dim2=2).copy_(exact)
+        return blocks
 
 
 def _add_pairs(out, row, col, val, row_weight, n_blocks: int, block: int) -> None:
